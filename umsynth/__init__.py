@@ -1,0 +1,29 @@
+"""umsynth: annotated CT image synthesis from unsupervised masks.
+
+Importing umsynth needs only numpy; it never imports torch and never touches a GPU.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from umsynth._config import get_num_threads, set_num_threads, show_config
+from umsynth.masks import slic, unsupervised_mask
+from umsynth.frechet import (
+    frechet_distance,
+    frechet_distance_features,
+    frechet_distance_from_stats,
+)
+from umsynth.stats import FeatureStats
+
+__all__ = [
+    "__version__",
+    "slic",
+    "unsupervised_mask",
+    "frechet_distance",
+    "frechet_distance_from_stats",
+    "frechet_distance_features",
+    "FeatureStats",
+    "show_config",
+    "get_num_threads",
+    "set_num_threads",
+]

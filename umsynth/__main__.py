@@ -1,0 +1,5 @@
+import sys
+
+from umsynth.cli import main
+
+sys.exit(main())

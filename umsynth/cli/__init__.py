@@ -1,0 +1,46 @@
+"""The ``umsynth`` command line: one sub-command per module in this package.
+
+Each sub-command module defines ``register(subparsers)`` which adds its parser and sets
+``func`` to a function taking the parsed namespace and returning an exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command name -> module under umsynth.cli that registers it
+COMMANDS = {
+    "masks": "umsynth.cli.masks",
+    "fid": "umsynth.cli.fid",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from umsynth import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="umsynth",
+        description="Annotated CT synthesis from unsupervised masks (SemiCS2 method).",
+    )
+    parser.add_argument("--version", action="version", version=f"umsynth {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for modname in COMMANDS.values():
+        importlib.import_module(modname).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+        # one clear line, no traceback, for bad input
+        print(f"umsynth {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""Placeholder: streaming feature statistics (being written)."""
+class FeatureStats:
+    pass
