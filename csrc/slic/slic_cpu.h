@@ -1,0 +1,44 @@
+// CPU (OpenMP) launcher of the fast SLIC and the unsupervised mask.
+#pragma once
+#include <cstdint>
+
+#include "slic/slic_kernels.h"
+
+namespace ums {
+namespace slic {
+
+enum class Intensity : int { Linear = 0, Lab = 1, Raw = 2 };
+enum class DType : int { U8 = 0, U16 = 1, I16 = 2, F32 = 3, F64 = 4 };
+
+// Shape of a batch: N images of D x H x W pixels with C channels (channels last).
+struct Shape {
+  int64_t N;
+  int32_t D, H, W, C;
+  int64_t pixels() const { return (int64_t)D * H * W; }
+};
+
+struct Params {
+  float wz, wy, wx;  // spacing^2 / step^2 per axis
+  float cw;          // 1 / compactness^2 (in feature units)
+  int32_t max_iter;
+  bool enforce_connectivity;
+  int64_t min_size;  // components below this are merged into a neighbour
+  int32_t start_label;
+  int32_t um_step;   // > 0: also write the unsupervised mask
+};
+
+// grid: N x 9 int32 (start, step, n for z, y, x) per image.
+// feat: scratch, N * P * C floats. labels: N * P int32 out. um: N * P uint8 out or null.
+// image: raw input of dtype `dtype`, N * P * C values, channels last.
+void slic_fast(const void* image, DType dtype, const uint8_t* mask, const Shape& s,
+               const int32_t* grid, Intensity mode, const Params& p, float* feat,
+               int32_t* labels, uint8_t* um, int threads);
+
+// Unsupervised mask from given labels (grey images, N * P values): each label's mean
+// grey level on the 0..255 scale, rounded down to `step`.
+void unsupervised_mask_fill(const void* image, DType dtype, const int32_t* labels, int64_t N,
+                            int64_t P, int32_t start_label, int32_t step, int threads,
+                            uint8_t* um);
+
+}  // namespace slic
+}  // namespace ums

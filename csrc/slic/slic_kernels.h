@@ -1,0 +1,177 @@
+// Per-element logic of the fast SLIC, written once and called by both launchers
+// (slic_cpu.cpp with OpenMP, slic_cuda.cu on the GPU). Everything here is pure
+// arithmetic on one pixel, one centre or one pair of neighbours, so the CPU
+// launcher run in CI executes the very operations the GPU runs.
+//
+// Determinism: distances are computed with the same float operations in the same
+// order on both sides (no FMA contraction: -ffp-contract=off, nvcc --fmad=false);
+// sums are accumulated in 64-bit integers (features in fixed point), so the order in
+// which partial sums or atomics land cannot change a result.
+#pragma once
+#include <cstdint>
+
+#include "common.h"
+
+namespace ums {
+namespace slic {
+
+// Features live on a 2^-20 grid so that their fixed-point value is exact:
+// f * 2^20 is an integer for every stored float with |f| < 16.
+constexpr double kFixedScale = 1048576.0;  // 2^20
+constexpr float kFixedScaleF = 1048576.0f;
+
+UMS_HD float quantize_feature(double f) {
+  // round half away from zero onto the 2^-20 grid
+  double s = f * kFixedScale;
+  double r = s >= 0.0 ? (double)(int64_t)(s + 0.5) : -(double)(int64_t)(-s + 0.5);
+  return (float)(r / kFixedScale);
+}
+
+UMS_HD int64_t feature_fixed(float f) { return (int64_t)(f * kFixedScaleF); }
+
+// Grid geometry of the seeds along one axis: seeds at start + i*step, i < n.
+struct Axis {
+  int32_t start, step, n;
+};
+
+// Cell of a coordinate: the nearest seed along the axis, clamped to the grid.
+UMS_HD int32_t cell_of(int32_t coord, Axis a) {
+  int32_t num = 2 * (coord - a.start) + a.step;  // 2*(coord - start + step/2)
+  int32_t c = num >= 0 ? num / (2 * a.step) : 0;
+  return c < a.n ? c : a.n - 1;
+}
+
+// Cells whose centres a pixel is compared with, along one axis: its own cell and the
+// neighbour on the side of the seed point the pixel lies on (2 per axis: 4 centres in
+// 2D, 8 in 3D). Centres stay near their seeds, so the nearest one is almost always
+// among them; the rule is fixed, so CPU and GPU compare the same centres.
+UMS_HD void candidate_cells(int32_t coord, Axis a, int32_t* lo, int32_t* hi) {
+  int32_t c = cell_of(coord, a);
+  if (coord < a.start + c * a.step) {
+    *lo = c > 0 ? c - 1 : 0;
+    *hi = c;
+  } else {
+    *lo = c;
+    *hi = c + 1 < a.n ? c + 1 : c;
+  }
+}
+
+// Squared weighted distance between one pixel and one centre. cz/cy/cx: centre
+// position; w*: spacing^2 / step^2 per axis; cw: 1 / compactness^2.
+UMS_HD float pixel_distance(float z, float y, float x, const float* f,
+                            const float* centre, int C, float wz, float wy, float wx,
+                            float cw) {
+  float dz = centre[0] - z, dy = centre[1] - y, dx = centre[2] - x;
+  float spatial = (wz * (dz * dz) + wy * (dy * dy)) + wx * (dx * dx);
+  float colour = 0.0f;
+  for (int c = 0; c < C; ++c) {
+    float t = f[c] - centre[3 + c];
+    colour += t * t;
+  }
+  return spatial + cw * colour;
+}
+
+// A centre's new position and colour from its integer sums. sums layout:
+// [count, sum_z, sum_y, sum_x, sum_f0 .. sum_f{C-1}] (features in fixed point).
+// A centre that lost all its pixels keeps its previous values.
+UMS_HD void centre_from_sums(const int64_t* sums, int C, float* centre) {
+  int64_t n = sums[0];
+  if (n <= 0) return;
+  double dn = (double)n;
+  centre[0] = (float)((double)sums[1] / dn);
+  centre[1] = (float)((double)sums[2] / dn);
+  centre[2] = (float)((double)sums[3] / dn);
+  for (int c = 0; c < C; ++c) centre[3 + c] = (float)((double)sums[4 + c] / dn / kFixedScale);
+}
+
+// Key used to pick the neighbour a too-small component merges into: the largest
+// neighbour, ties to the smaller root index. Larger key wins.
+UMS_HD uint64_t merge_key(int64_t size, int32_t root) {
+  return ((uint64_t)size << 32) | (uint64_t)(0xFFFFFFFFu - (uint32_t)root);
+}
+UMS_HD int32_t merge_key_root(uint64_t key) {
+  return (int32_t)(0xFFFFFFFFu - (uint32_t)(key & 0xFFFFFFFFu));
+}
+
+// Unsupervised-mask value of a superpixel: its mean grey level (0..255 scale, held
+// in 2^-16 fixed point) rounded down to a multiple of step, as the original did.
+UMS_HD uint8_t um_value(int64_t sum_fixed16, int64_t count, int32_t step) {
+  if (count <= 0) return 0;
+  double mean = (double)sum_fixed16 / ((double)count * 65536.0);
+  double q = (double)(int64_t)(mean / (double)step) * (double)step;
+  if (q < 0.0) q = 0.0;
+  if (q > 255.0) q = 255.0;
+  return (uint8_t)q;
+}
+
+// ---- L* companding, only +,-,*,/ and sqrt so that CPU and GPU agree bit for bit ----
+
+// x^(1/3) for x > 0 by Newton steps from a bit-level initial guess.
+UMS_HD double cbrt_exact_ops(double x) {
+  // initial guess: scale into [1, 8) by powers of 8
+  double s = 1.0, m = x;
+  while (m >= 8.0) { m *= 0.125; s *= 2.0; }
+  while (m < 1.0) { m *= 8.0; s *= 0.5; }
+  double r = 1.0 + (m - 1.0) * (1.0 / 7.0);  // cbrt(1)=1, cbrt(8)=2, chord
+  for (int i = 0; i < 6; ++i) r = r - (r * r * r - m) / (3.0 * r * r);
+  return r * s;
+}
+
+// ln(x) for x > 0: range reduction by powers of 2 and an atanh series.
+UMS_HD double log_exact_ops(double x) {
+  const double ln2 = 0.69314718055994530942;
+  int e = 0;
+  while (x > 1.4142135623730951) { x *= 0.5; ++e; }
+  while (x < 0.7071067811865476) { x *= 2.0; --e; }
+  double t = (x - 1.0) / (x + 1.0), t2 = t * t, term = t, sum = 0.0;
+  for (int k = 1; k < 29; k += 2) {  // |t| < 0.172: 14 terms reach 1e-20
+    sum += term / (double)k;
+    term *= t2;
+  }
+  return 2.0 * sum + (double)e * ln2;
+}
+
+// exp(y) for |y| < 50: range reduction by ln 2 and a Taylor series.
+UMS_HD double exp_exact_ops(double y) {
+  const double ln2 = 0.69314718055994530942;
+  int k = (int)(y / ln2 + (y >= 0 ? 0.5 : -0.5));
+  double r = y - (double)k * ln2, term = 1.0, sum = 1.0;
+  for (int i = 1; i < 20; ++i) {  // |r| < 0.35: 19 terms reach 1e-20
+    term *= r / (double)i;
+    sum += term;
+  }
+  double p = 1.0;
+  if (k >= 0) for (int i = 0; i < k; ++i) p *= 2.0;
+  else for (int i = 0; i < -k; ++i) p *= 0.5;
+  return sum * p;
+}
+
+
+// sRGB value in [0,1] to linear light.
+UMS_HD double srgb_linear(double v) {
+  return v > 0.04045 ? exp_exact_ops(2.4 * log_exact_ops((v + 0.055) / 1.055)) : v / 12.92;
+}
+UMS_HD double lab_f(double t) { return t > 0.008856 ? cbrt_exact_ops(t) : 7.787 * t + 16.0 / 116.0; }
+
+// CIE L*/100 of a grey level v in [0, 1] (sRGB companding, D65 white), the constants
+// scikit-image's rgb2lab uses. A grey RGB pixel has Y equal to its linearised value,
+// so L* depends on v alone (a*, b* are ~0 and dropped).
+UMS_HD double lstar_unit(double v) {
+  double y = srgb_linear(v) * (0.212671 + 0.715160 + 0.072169);
+  return (116.0 * lab_f(y) - 16.0) / 100.0;
+}
+
+// RGB in [0,1] to (L*, a*, b*) / 100, D65 2-degree white, scikit-image's constants.
+UMS_HD void rgb_to_lab_unit(double r, double g, double b, double* out) {
+  r = srgb_linear(r); g = srgb_linear(g); b = srgb_linear(b);
+  double x = (0.412453 * r + 0.357580 * g + 0.180423 * b) / 0.95047;
+  double y = (0.212671 * r + 0.715160 * g + 0.072169 * b);
+  double z = (0.019334 * r + 0.119193 * g + 0.950227 * b) / 1.08883;
+  double fx = lab_f(x), fy = lab_f(y), fz = lab_f(z);
+  out[0] = (116.0 * fy - 16.0) / 100.0;
+  out[1] = 5.0 * (fx - fy);
+  out[2] = 2.0 * (fy - fz);
+}
+
+}  // namespace slic
+}  // namespace ums

@@ -1,0 +1,237 @@
+"""``umsynth masks``: unsupervised masks (UMs) and superpixel boundaries for a batch of images.
+
+For each image it writes ``<stem>_um.png`` (the UM) and ``<stem>_edges.png`` (superpixel
+boundaries in red over the image) into ``--out``, and an ``index.html`` that shows
+image | UM | boundaries side by side with the time each UM took.
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg"}
+EDGE_COLOUR = (255, 40, 40)
+
+DESCRIPTION = """\
+Compute the unsupervised mask (superpixel means, quantized to multiples of --step) of each
+image and draw its superpixel boundaries. IMAGES are files or folders (PNG, TIFF, JPEG;
+folders are read one level deep); with none, the sample images bundled with umsynth are used.
+
+Colour images are converted to grey with ITU-R 601 luma (equal channels stay as they are).
+16-bit images are scaled linearly from 0..65535 to 0..255 (v / 257, rounded): window CT
+to 8 bits yourself first if the full 16-bit range is not what you want.
+"""
+
+
+def register(subparsers) -> None:
+    """Add the ``masks`` sub-command to ``subparsers``."""
+    p = subparsers.add_parser("masks", help="unsupervised masks and superpixel boundaries for images",
+                              description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="*", metavar="IMAGES", help="image files or folders (default: bundled samples)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--n-segments", type=int, default=512, help="approximate number of superpixels (default 512)")
+    p.add_argument("--compactness", type=float, default=10.0, help="SLIC compactness (default 10)")
+    p.add_argument("--step", type=int, default=10, help="quantization step of the UM on 0..255 (default 10)")
+    p.add_argument("--algorithm", choices=("fast", "reference"), default="fast",
+                   help="SLIC implementation (default fast)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all)")
+    p.set_defaults(func=run)
+
+
+def read_grey(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as a 2D uint8 grey array.
+
+    Parameters
+    ----------
+    path : path-like
+        PNG, TIFF or JPEG. The first frame of a multi-frame file is used.
+
+    Returns
+    -------
+    ndarray, uint8, shape (H, W)
+        8-bit grey as stored; colour through ITU-R 601 luma (alpha is ignored);
+        16-bit grey scaled by 255/65535 and rounded.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be opened or decoded.
+    ValueError
+        For pixel types with no sensible 8-bit meaning (floating point, negative integers).
+    """
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("L", "1", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr", "LAB", "HSV", "PA"):
+            return np.asarray(im.convert("L"), dtype=np.uint8)
+        arr = np.asarray(im)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"unsupported pixel type {arr.dtype}; save the image as 8- or 16-bit")
+    if arr.ndim != 2 or arr.size and (arr.min() < 0 or arr.max() > 65535):
+        raise ValueError(f"unsupported image (mode {im.mode}, shape {arr.shape}); save it as 8- or 16-bit grey")
+    # exact rounding of v * 255 / 65535 in integers
+    return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def boundary_overlay(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """RGB uint8 copy of ``grey`` with superpixel boundaries painted in EDGE_COLOUR.
+
+    A pixel is marked when its right or lower neighbour has another label, so lines are
+    one pixel wide.
+    """
+    edge = np.zeros(labels.shape, bool)
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    rgb[edge] = EDGE_COLOUR
+    return rgb
+
+
+def _atomic_write(dest: Path, write) -> None:
+    """Call ``write(tmp_path)`` on a temporary name beside ``dest``, then rename it over ``dest``.
+
+    Readers never see a half-written file, and an interrupted run leaves the old file intact.
+    """
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        write(str(tmp))
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _save_png(arr: np.ndarray, dest: Path) -> None:
+    from PIL import Image
+
+    _atomic_write(dest, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
+
+
+def _collect(items: list[str], errors: list[tuple[str, str]]) -> list[Path]:
+    """Expand folders into their image files; record names that are neither as errors."""
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                errors.append((item, "no PNG, TIFF or JPEG files in this folder"))
+            paths.extend(found)
+        elif p.exists():
+            paths.append(p)
+        else:
+            errors.append((item, "no such file or folder"))
+    return paths
+
+
+def _stem(path: Path, used: set[str]) -> str:
+    stem, k = path.stem, 2
+    while stem in used:  # a.png and a.tif must not overwrite each other
+        stem, k = f"{path.stem}_{k}", k + 1
+    used.add(stem)
+    return stem
+
+
+def _href(target: Path, out: Path) -> str:
+    try:
+        rel = os.path.relpath(target, out)
+    except ValueError:  # another drive on Windows
+        return target.resolve().as_uri()
+    return quote(Path(rel).as_posix())
+
+
+def _html(rows: list[dict], errors: list[tuple[str, str]], args) -> str:
+    e = html.escape
+    head = (f"n_segments={args.n_segments}, compactness={args.compactness:g}, step={args.step}, "
+            f"algorithm={args.algorithm}")
+    parts = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8"><title>umsynth masks</title>',
+             "<style>body{font-family:sans-serif}td{vertical-align:top;padding:4px}"
+             "img{width:320px;image-rendering:pixelated}</style></head><body>",
+             f"<h1>umsynth masks</h1><p>{e(head)}</p>",
+             "<table><tr><th>image</th><th>unsupervised mask</th><th>superpixel boundaries</th></tr>"]
+    for r in rows:
+        caption = (f"{e(r['name'])}: {r['shape'][1]}x{r['shape'][0]}, {r['n_labels']} superpixels, "
+                   f"{r['ms']:.1f} ms")
+        parts.append("<tr>" + "".join(f'<td><img src="{e(h)}" alt="{e(a)}"></td>' for h, a in (
+            (r["image"], "image"), (r["um"], "UM"), (r["edges"], "boundaries"))) + "</tr>")
+        parts.append(f'<tr><td colspan="3">{caption}</td></tr>')
+    parts.append("</table>")
+    if errors:
+        parts.append("<h2>failed</h2><ul>")
+        parts.extend(f"<li>{e(name)}: {e(msg)}</li>" for name, msg in errors)
+        parts.append("</ul>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _check_args(args) -> None:
+    if args.n_segments < 1:
+        raise ValueError(f"--n-segments must be >= 1, got {args.n_segments}")
+    if not 1 <= args.step <= 255:
+        raise ValueError(f"--step must be in 1..255, got {args.step}")
+    if not args.compactness > 0:
+        raise ValueError(f"--compactness must be > 0, got {args.compactness}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+
+
+def run(args) -> int:
+    """Run ``umsynth masks``; returns 0, or 1 if any image failed."""
+    import umsynth
+    from tqdm import tqdm
+
+    from umsynth import samples
+
+    _check_args(args)
+    errors: list[tuple[str, str]] = []
+    paths = _collect(args.images, errors) if args.images else samples.bundled()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def fail(name: str, msg: str) -> None:
+        errors.append((name, msg))
+        tqdm.write(f"umsynth masks: error: {name}: {msg}", file=sys.stderr)
+
+    for name, msg in errors:  # bad arguments found while collecting
+        tqdm.write(f"umsynth masks: error: {name}: {msg}", file=sys.stderr)
+
+    rows: list[dict] = []
+    used: set[str] = set()
+    for path in tqdm(paths, desc="masks", unit="image", disable=None):
+        try:
+            grey = read_grey(path)
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL raises all three for bad files
+            fail(str(path), f"cannot read image: {exc}")
+            continue
+        try:
+            t0 = time.perf_counter()
+            um, labels = umsynth.unsupervised_mask(
+                grey, n_segments=args.n_segments, compactness=args.compactness, step=args.step,
+                algorithm=args.algorithm, return_labels=True, threads=args.threads)
+            ms = (time.perf_counter() - t0) * 1e3
+            stem = _stem(path, used)
+            um_path, edges_path = out / f"{stem}_um.png", out / f"{stem}_edges.png"
+            _save_png(np.asarray(um, dtype=np.uint8), um_path)
+            _save_png(boundary_overlay(grey, np.asarray(labels)), edges_path)
+        except (OSError, ValueError) as exc:
+            fail(str(path), str(exc))
+            continue
+        rows.append({"name": path.name, "shape": grey.shape, "n_labels": int(np.unique(labels).size),
+                     "ms": ms, "image": _href(path, out), "um": quote(um_path.name),
+                     "edges": quote(edges_path.name)})
+
+    page = _html(rows, errors, args)
+    _atomic_write(out / "index.html", lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    mean = f"{np.mean([r['ms'] for r in rows]):.1f} ms" if rows else "n/a"
+    print(f"umsynth masks: {len(rows)} done, {len(errors)} failed, mean {mean} per UM; "
+          f"outputs in {out}")
+    return 1 if errors else 0
