@@ -11,9 +11,6 @@
 #include <limits>
 #include <memory>
 #include <vector>
-#include <chrono>
-#include <cstdio>
-static double now_ms(){return std::chrono::duration<double,std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();}
 
 namespace ums {
 namespace slic {
@@ -216,8 +213,8 @@ struct Image {
     {
       std::vector<float> best((size_t)s.W);
       std::vector<int32_t> lab((size_t)s.W);
-      int32_t cand[8];
-      float cand_a[8];
+      int32_t cand[27];
+      float cand_a[27];
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
         const int32_t z = (int32_t)(r / s.H), y = (int32_t)(r % s.H);
@@ -228,11 +225,8 @@ struct Image {
         const float* frow = feat + r * s.W * C;
         std::fill(best.begin(), best.end(), std::numeric_limits<float>::infinity());
         std::fill(lab.begin(), lab.end(), -1);
-        // runs of x with the same candidate cells: each cell split at its seed column
-        for (int32_t seg = 0; seg < 2 * ax.n; ++seg) {
-          const int32_t gx = seg / 2, seed_x = ax.start + gx * ax.step;
-          const int32_t xb = (seg & 1) ? std::max(xcell[gx], seed_x) : xcell[gx];
-          const int32_t xe = (seg & 1) ? xcell[gx + 1] : std::min(xcell[gx + 1], seed_x);
+        for (int32_t gx = 0; gx < ax.n; ++gx) {  // runs of x with the same candidates
+          const int32_t xb = xcell[gx], xe = xcell[gx + 1];
           if (xb >= xe) continue;
           int32_t x0, x1;
           candidate_cells(xb, ax, &x0, &x1);
@@ -516,19 +510,15 @@ void run_batch(const T* image, const uint8_t* mask, const Shape& s, const int32_
     float* f = feat + n * P * s.C;
     int32_t* lab = labels + n * P;
     double lo, hi;
-    double A0=now_ms();
     minmax_image(img, m, P, s.C, inner, &lo, &hi);
     features_image(img, m, P, s.C, mode, lo, hi, inner, f);
     Image im(s, p, grid + 9 * n, f, m, lab, inner);
-    double A=now_ms();
     im.seed();
-    double ta=0, tu=0;
     for (int it = 0; it < p.max_iter; ++it) {
-      double q0=now_ms(); bool ch=im.assign(); double q1=now_ms(); ta+=q1-q0; if (!ch && it > 0) break;
-      im.update(); tu+=now_ms()-q1;
+      if (!im.assign() && it > 0) break;  // a fixed point: further passes change nothing
+      im.update();
     }
     if (p.max_iter == 0) im.assign();
-    double B=now_ms();
     if (p.enforce_connectivity) {
       // only root entries of idmap are written and read: left uninitialised
       std::unique_ptr<int32_t[]> parent(new int32_t[(size_t)P]), idmap(new int32_t[(size_t)P]);
@@ -536,9 +526,7 @@ void run_batch(const T* image, const uint8_t* mask, const Shape& s, const int32_
     } else {
       im.raw_labels();
     }
-    double Cc=now_ms();
     if (um) um_fill(img, lab, P, p.start_label, p.um_step, lo, hi, inner, um + n * P);
-    fprintf(stderr,"prep %.2f assign %.2f update %.2f conn %.2f um %.2f\n",A-A0,ta,tu,Cc-B,now_ms()-Cc);
   };
   if (outer) {
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)

