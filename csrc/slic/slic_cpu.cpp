@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <vector>
@@ -124,10 +125,26 @@ void assign_row_grey(const float* __restrict f, float* __restrict best,
     colour += t * t;
     float d = (a + wx * (dx * dx)) + cw * colour;
     float b = best[x];
-    int32_t m = -(int32_t)(d < b);  // all ones where this centre is strictly nearer
-    best[x] = d < b ? d : b;
-    lab[x] = (lab[x] & ~m) | (k & m);
+    int32_t l = lab[x];
+    bool win = (d < b) | ((d == b) & (k < l));  // better_than(), branch-free
+    int32_t m = -(int32_t)win;
+    best[x] = win ? d : b;
+    lab[x] = (l & ~m) | (k & m);
   }
+}
+
+// Largest of n non-negative floats (distances). Their bit patterns order like the
+// values, so an integer maximum gives it exactly, and that loop vectorizes.
+inline float max_nonnegative(const float* v, int32_t n) {
+  int32_t m = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    int32_t b;
+    std::memcpy(&b, v + i, sizeof b);
+    m = b > m ? b : m;
+  }
+  float out;
+  std::memcpy(&out, &m, sizeof out);
+  return out;
 }
 
 // ---------------------------------------------------------------- one image
@@ -242,11 +259,25 @@ struct Image {
                 cand_a[nc] = p.wz * (dz * dz) + p.wy * (dy * dy);
                 ++nc;
               }
-          // Same float operations, in the same order, as pixel_distance().
+          // Own cell first: its centre is usually the nearest, and the distances it
+          // leaves bound the others. A candidate whose spatial distance alone exceeds
+          // every current best in the run cannot win and is skipped. Exact: the float
+          // operations are monotone, and ties go to the smaller centre index whatever
+          // the order (better_than()), as on the GPU, which compares all candidates.
+          const int32_t own = (cell_of(z, az) * ay.n + cell_of(y, ay)) * ax.n + gx;
+          for (int j = 1; j < nc; ++j)
+            if (cand[j] == own) {
+              std::swap(cand[0], cand[j]);
+              std::swap(cand_a[0], cand_a[j]);
+            }
+          float worst = std::numeric_limits<float>::infinity();
           for (int j = 0; j < nc; ++j) {
             const float* c = &centres[(size_t)cand[j] * F];
             const float a = cand_a[j], cxp = c[2], wx = p.wx, cw = p.cw;
             const int32_t k = cand[j];
+            const float xn = cxp < (float)xb ? (float)xb : (cxp > (float)(xe - 1) ? (float)(xe - 1) : cxp);
+            const float dxn = cxp - xn;
+            if (a + wx * (dxn * dxn) > worst) continue;
             if (C == 1) {
               assign_row_grey(frow, best.data(), lab.data(), xb, xe, a, cxp, c[3], wx, cw, k);
             } else {
@@ -259,24 +290,24 @@ struct Image {
                   colour += t * t;
                 }
                 float d = (a + wx * (dx * dx)) + cw * colour;
-                if (d < best[x]) {
+                if (better_than(d, k, best[x], lab[x])) {
                   best[x] = d;
                   lab[x] = k;
                 }
               }
             }
+            if (j == 0) worst = max_nonnegative(best.data() + xb, xe - xb);
           }
         }
         int32_t* out = labels + r * s.W;
         const uint8_t* mrow = mask ? mask + r * s.W : nullptr;
         if (mrow)
           for (int32_t x = 0; x < s.W; ++x) lab[x] = mrow[x] ? lab[x] : -1;
-        int row_changed = 0;  // a local, so the loop vectorizes
-        for (int32_t x = 0; x < s.W; ++x) {
-          row_changed |= (out[x] != lab[x]);
-          out[x] = lab[x];
+        const size_t bytes = sizeof(int32_t) * (size_t)s.W;
+        if (std::memcmp(out, lab.data(), bytes) != 0) {
+          changed = 1;
+          std::memcpy(out, lab.data(), bytes);
         }
-        changed |= row_changed;
       }
     }
     return changed != 0;

@@ -27,7 +27,9 @@ UMS_HD float quantize_feature(double f) {
   return (float)(r / kFixedScale);
 }
 
-UMS_HD int64_t feature_fixed(float f) { return (int64_t)(f * kFixedScaleF); }
+// Exact: |f| < 16 on the 2^-20 grid, so f * 2^20 is an integer below 2^24. Converted
+// through int32 so that the CPU loop vectorizes.
+UMS_HD int64_t feature_fixed(float f) { return (int64_t)(int32_t)(f * kFixedScaleF); }
 
 // Grid geometry of the seeds along one axis: seeds at start + i*step, i < n.
 struct Axis {
@@ -64,6 +66,12 @@ UMS_HD float pixel_distance(float z, float y, float x, const float* f,
     colour += t * t;
   }
   return spatial + cw * colour;
+}
+
+// Whether centre k at distance d beats the current (best, label): nearer, or as near
+// with a smaller index. The order in which centres are tried then cannot matter.
+UMS_HD bool better_than(float d, int32_t k, float best, int32_t label) {
+  return d < best || (d == best && k < label);
 }
 
 // A centre's new position and colour from its integer sums. sums layout:
