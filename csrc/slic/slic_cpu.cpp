@@ -114,37 +114,47 @@ inline void atomic_max_u64(uint64_t* p, uint64_t v) {
 // The hot loop for grey images: one centre against a run of pixels of one row, the
 // same float operations as pixel_distance(). Branch-free so that it vectorizes.
 // AVX2 clone where the CPU has it: same IEEE operations (no FMA), same results.
-__attribute__((target_clones("avx2", "default")))
-void assign_row_grey(const float* __restrict f, float* __restrict best,
-                            int32_t* __restrict lab, int32_t xb, int32_t xe, float a, float cx,
-                            float c0, float wx, float cw, int32_t k) {
-  for (int32_t x = xb; x < xe; ++x) {
-    float dx = cx - (float)x;
-    float t = f[x] - c0;
-    float colour = 0.0f;
-    colour += t * t;
-    float d = (a + wx * (dx * dx)) + cw * colour;
-    float b = best[x];
-    int32_t l = lab[x];
-    bool win = (d < b) | ((d == b) & (k < l));  // better_than(), branch-free
-    int32_t m = -(int32_t)win;
-    best[x] = win ? d : b;
-    lab[x] = (l & ~m) | (k & m);
-  }
-}
+// Eight lanes of GCC vector extensions: AVX2 in the avx2 clone, two SSE halves in the
+// default one. The tail of a run is handled by lane masks, not a scalar loop, so the
+// arrays must hold 8 readable elements past xe (the launcher pads them).
+typedef float f8 __attribute__((vector_size(32)));
+typedef int32_t i8 __attribute__((vector_size(32)));
+constexpr int32_t kLanes = 8;
 
-// Largest of n non-negative floats (distances). Their bit patterns order like the
-// values, so an integer maximum gives it exactly, and that loop vectorizes.
-inline float max_nonnegative(const float* v, int32_t n) {
-  int32_t m = 0;
-  for (int32_t i = 0; i < n; ++i) {
-    int32_t b;
-    std::memcpy(&b, v + i, sizeof b);
-    m = b > m ? b : m;
+// A run of grey pixels of one row against its candidate centres, in increasing centre
+// index, so that a strict "<" gives ties to the smaller index (better_than()). Per
+// 8-pixel chunk, best and label stay in registers across the candidates; the tail of a
+// run is masked lanes, not a scalar loop. Each lane does the float operations of
+// pixel_distance(). (Skipping candidates whose spatial distance alone exceeds the
+// chunk's best was tried: it pruned too little on CT to pay for its checks.)
+__attribute__((target_clones("avx2", "default")))
+void assign_run_grey(const float* __restrict f, float* __restrict best,
+                     int32_t* __restrict lab, int32_t xb, int32_t xe, int nc,
+                     const int32_t* ck, const float* ca, const float* ccx, const float* cc0,
+                     float wx, float cw) {
+  const i8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
+  for (int32_t x = xb; x < xe; x += kLanes) {
+    f8 fv, bv;
+    i8 lv;
+    std::memcpy(&fv, f + x, sizeof fv);
+    std::memcpy(&bv, best + x, sizeof bv);
+    std::memcpy(&lv, lab + x, sizeof lv);
+    const i8 xi = lane + x;
+    const i8 valid = xi < xe;
+    const f8 xf = __builtin_convertvector(xi, f8);
+    for (int j = 0; j < nc; ++j) {
+      const f8 dx = ccx[j] - xf;
+      const f8 t = fv - cc0[j];
+      f8 colour = f8{} + 0.0f;
+      colour += t * t;
+      const f8 d = (ca[j] + wx * (dx * dx)) + cw * colour;
+      const i8 win = valid & (d < bv);
+      bv = win ? d : bv;
+      lv = win ? (i8{} + ck[j]) : lv;
+    }
+    std::memcpy(best + x, &bv, sizeof bv);
+    std::memcpy(lab + x, &lv, sizeof lv);
   }
-  float out;
-  std::memcpy(&out, &m, sizeof out);
-  return out;
 }
 
 // ---------------------------------------------------------------- one image
@@ -228,8 +238,8 @@ struct Image {
     int changed = 0;
 #pragma omp parallel num_threads(nt) reduction(| : changed) if (nt > 1)
     {
-      std::vector<float> best((size_t)s.W);
-      std::vector<int32_t> lab((size_t)s.W);
+      std::vector<float> best((size_t)s.W + kLanes);  // padded for the lane tail
+      std::vector<int32_t> lab((size_t)s.W + kLanes);
       int32_t cand[27];
       float cand_a[27];
 #pragma omp for schedule(static)
@@ -259,44 +269,34 @@ struct Image {
                 cand_a[nc] = p.wz * (dz * dz) + p.wy * (dy * dy);
                 ++nc;
               }
-          // Own cell first: its centre is usually the nearest, and the distances it
-          // leaves bound the others. A candidate whose spatial distance alone exceeds
-          // every current best in the run cannot win and is skipped. Exact: the float
-          // operations are monotone, and ties go to the smaller centre index whatever
-          // the order (better_than()), as on the GPU, which compares all candidates.
-          const int32_t own = (cell_of(z, az) * ay.n + cell_of(y, ay)) * ax.n + gx;
-          for (int j = 1; j < nc; ++j)
-            if (cand[j] == own) {
-              std::swap(cand[0], cand[j]);
-              std::swap(cand_a[0], cand_a[j]);
+          if (C == 1) {
+            float ccx[27], cc0[27];
+            for (int j = 0; j < nc; ++j) {
+              ccx[j] = centres[(size_t)cand[j] * F + 2];
+              cc0[j] = centres[(size_t)cand[j] * F + 3];
             }
-          float worst = std::numeric_limits<float>::infinity();
-          for (int j = 0; j < nc; ++j) {
+            assign_run_grey(frow, best.data(), lab.data(), xb, xe, nc, cand, cand_a, ccx, cc0,
+                            p.wx, p.cw);
+            continue;
+          }
+          for (int j = 0; j < nc; ++j) {  // multi-channel: plain loop, no pruning
             const float* c = &centres[(size_t)cand[j] * F];
             const float a = cand_a[j], cxp = c[2], wx = p.wx, cw = p.cw;
             const int32_t k = cand[j];
-            const float xn = cxp < (float)xb ? (float)xb : (cxp > (float)(xe - 1) ? (float)(xe - 1) : cxp);
-            const float dxn = cxp - xn;
-            if (a + wx * (dxn * dxn) > worst) continue;
-            if (C == 1) {
-              assign_row_grey(frow, best.data(), lab.data(), xb, xe, a, cxp, c[3], wx, cw, k);
-            } else {
-              for (int32_t x = xb; x < xe; ++x) {
-                float dx = cxp - (float)x;
-                const float* f = frow + (int64_t)x * C;
-                float colour = 0.0f;
-                for (int ch = 0; ch < C; ++ch) {
-                  float t = f[ch] - c[3 + ch];
-                  colour += t * t;
-                }
-                float d = (a + wx * (dx * dx)) + cw * colour;
-                if (better_than(d, k, best[x], lab[x])) {
-                  best[x] = d;
-                  lab[x] = k;
-                }
+            for (int32_t x = xb; x < xe; ++x) {
+              float dx = cxp - (float)x;
+              const float* f = frow + (int64_t)x * C;
+              float colour = 0.0f;
+              for (int ch = 0; ch < C; ++ch) {
+                float t = f[ch] - c[3 + ch];
+                colour += t * t;
+              }
+              float d = (a + wx * (dx * dx)) + cw * colour;
+              if (d < best[x]) {  // candidates in index order: ties to the smaller
+                best[x] = d;
+                lab[x] = k;
               }
             }
-            if (j == 0) worst = max_nonnegative(best.data() + xb, xe - xb);
           }
         }
         int32_t* out = labels + r * s.W;
