@@ -172,6 +172,7 @@ struct Image {
   std::vector<float> centres;  // K * (3 + C)
   std::vector<uint8_t> alive;  // K
   std::vector<int32_t> xcell;  // nx + 1 boundaries along x
+  std::vector<int64_t> part;   // per-thread centre sums, K * (4 + C) each
 
   Image(const Shape& s_, const Params& p_, const int32_t* g, const float* f,
         const uint8_t* m, int32_t* l, int nt_)
@@ -232,12 +233,16 @@ struct Image {
   }
 
   // One assignment pass. Returns whether any label changed.
+  // The centre sums of the new labels are gathered on the way (into part), while the
+  // row is in cache; update() finishes them.
   bool assign() {
     const int C = s.C, F = 3 + C;
     const int64_t rows = (int64_t)s.D * s.H;
     int changed = 0;
+    part.assign((size_t)nt * K * (4 + C), 0);
 #pragma omp parallel num_threads(nt) reduction(| : changed) if (nt > 1)
     {
+      int64_t* mine = &part[(size_t)omp_get_thread_num() * K * (4 + C)];
       std::vector<float> best((size_t)s.W + kLanes);  // padded for the lane tail
       std::vector<int32_t> lab((size_t)s.W + kLanes);
       int32_t cand[27];
@@ -308,46 +313,43 @@ struct Image {
           changed = 1;
           std::memcpy(out, lab.data(), bytes);
         }
+        accumulate_row(lab.data(), frow, z, y, mine);
       }
     }
     return changed != 0;
   }
 
   // Centre update from integer sums: per-thread partials, then a fixed-order sum.
-  void update() {
-    const int C = s.C, F = 3 + C, S = 4 + C;
-    const int64_t rows = (int64_t)s.D * s.H;
-    std::vector<int64_t> part((size_t)nt * K * S, 0);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-      int64_t* mine = &part[(size_t)omp_get_thread_num() * K * S];
-#pragma omp for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t z = r / s.H, y = r % s.H;
-        const int32_t* lrow = labels + r * s.W;
-        const float* frow = feat + r * s.W * C;
-        // runs of one label: one scatter per run instead of one per pixel
-        for (int32_t x = 0; x < s.W;) {
-          const int32_t k = lrow[x];
-          int32_t e = x + 1;
-          while (e < s.W && lrow[e] == k) ++e;
-          if (k >= 0) {
-            int64_t* a = mine + (size_t)k * S;
-            const int64_t n = e - x;
-            a[0] += n;
-            a[1] += z * n;
-            a[2] += y * n;
-            a[3] += ((int64_t)x + e - 1) * n / 2;
-            for (int ch = 0; ch < C; ++ch) {
-              int64_t acc = 0;
-              for (int32_t q = x; q < e; ++q) acc += feature_fixed(frow[(int64_t)q * C + ch]);
-              a[4 + ch] += acc;
-            }
-          }
-          x = e;
+  // Centre sums of one row's labels into a thread's partial sums: one scatter per run
+  // of equal labels instead of one per pixel.
+  void accumulate_row(const int32_t* lrow, const float* frow, int64_t z, int64_t y,
+                      int64_t* mine) const {
+    const int C = s.C, S = 4 + C;
+    for (int32_t x = 0; x < s.W;) {
+      const int32_t k = lrow[x];
+      int32_t e = x + 1;
+      while (e < s.W && lrow[e] == k) ++e;
+      if (k >= 0) {
+        int64_t* a = mine + (size_t)k * S;
+        const int64_t n = e - x;
+        a[0] += n;
+        a[1] += z * n;
+        a[2] += y * n;
+        a[3] += ((int64_t)x + e - 1) * n / 2;
+        for (int ch = 0; ch < C; ++ch) {
+          int64_t acc = 0;
+          for (int32_t q = x; q < e; ++q) acc += feature_fixed(frow[(int64_t)q * C + ch]);
+          a[4 + ch] += acc;
         }
       }
+      x = e;
     }
+  }
+
+  // Centre update from the integer sums assign() gathered: a fixed-order sum of the
+  // per-thread partials, then the division.
+  void update() {
+    const int C = s.C, F = 3 + C, S = 4 + C;
     for (int t = 1; t < nt; ++t)
       for (size_t j = 0; j < (size_t)K * S; ++j) part[j] += part[(size_t)t * K * S + j];
     for (int32_t k = 0; k < K; ++k)
