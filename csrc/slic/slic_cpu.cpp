@@ -22,18 +22,28 @@ namespace {
 template <typename T>
 void minmax_image(const T* img, const uint8_t* mask, int64_t P, int C, int nt, double* lo,
                   double* hi) {
-  double mn = std::numeric_limits<double>::infinity(), mx = -mn;
+  // in T itself (exact for every supported dtype), so that the loop vectorizes
+  T mn = std::numeric_limits<T>::max(), mx = std::numeric_limits<T>::lowest();
+  const int64_t n = P * C;
+  if (!mask) {
 #pragma omp parallel for num_threads(nt) reduction(min : mn) reduction(max : mx) if (nt > 1)
-  for (int64_t i = 0; i < P; ++i) {
-    if (mask && !mask[i]) continue;
-    for (int c = 0; c < C; ++c) {
-      double v = (double)img[i * C + c];
-      mn = v < mn ? v : mn;
-      mx = v > mx ? v : mx;
+    for (int64_t i = 0; i < n; ++i) {
+      mn = img[i] < mn ? img[i] : mn;
+      mx = img[i] > mx ? img[i] : mx;
+    }
+  } else {
+#pragma omp parallel for num_threads(nt) reduction(min : mn) reduction(max : mx) if (nt > 1)
+    for (int64_t i = 0; i < P; ++i) {
+      if (!mask[i]) continue;
+      for (int c = 0; c < C; ++c) {
+        const T v = img[i * C + c];
+        mn = v < mn ? v : mn;
+        mx = v > mx ? v : mx;
+      }
     }
   }
-  *lo = mn;
-  *hi = mx;
+  *lo = (double)mn;
+  *hi = (double)mx;
 }
 
 // Features of one image: rescale to [0, 1] over the (masked) pixels as scikit-image
