@@ -406,23 +406,46 @@ struct Image {
       for (int64_t r = r0[t]; r < r0[t + 1]; ++r) link_row(r, r0[t] * W, true);
     for (int t = 1; t < nstrips; ++t)
       for (int64_t r = r0[t]; r < std::min(r0[t + 1], r0[t] + s.H); ++r) link_row(r, r0[t] * W, false);
-    // 2. every pixel to its root; roots get compact ids in raster order
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t i = 0; i < P; ++i)
-      if (labels[i] >= 0) labels[i] = uf_find_readonly(par, (int32_t)i);
+    // 2. every pixel to its root, run by run: a pixel with its left neighbour's label
+    //    shares its root. Roots (a component's first pixel, always a run start) get
+    //    compact ids in raster order: each thread takes a contiguous block of rows and
+    //    the blocks' root lists are concatenated in order.
+    std::vector<std::vector<int32_t>> roots_of((size_t)nstrips);
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+    for (int t = 0; t < nstrips; ++t) {
+      std::vector<int32_t>& mine = roots_of[(size_t)t];
+      for (int64_t r = r0[t]; r < r0[t + 1]; ++r) {
+        int32_t prev = -1, root = -1;
+        for (int64_t i = r * W; i < (r + 1) * W; ++i) {
+          const int32_t l = labels[i];
+          if (l >= 0 && l != prev) {
+            root = uf_find_readonly(par, (int32_t)i);
+            if (root == (int32_t)i) mine.push_back(root);
+          }
+          prev = l;
+          labels[i] = l < 0 ? -1 : root;
+        }
+      }
+    }
     int32_t R = 0;
-    for (int64_t i = 0; i < P; ++i)
-      if (labels[i] == (int32_t)i) idmap[i] = R++;
+    for (auto& v : roots_of)
+      for (int32_t root : v) idmap[root] = R++;
     std::vector<int64_t> part((size_t)nt * R, 0);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
       int64_t* mine = &part[(size_t)omp_get_thread_num() * R];
 #pragma omp for schedule(static)
-      for (int64_t i = 0; i < P; ++i)
-        if (labels[i] >= 0) {
-          labels[i] = idmap[labels[i]];
-          mine[labels[i]] += 1;
+      for (int64_t r = 0; r < rows; ++r) {
+        int32_t prev = -1, id = -1;
+        for (int64_t i = r * W; i < (r + 1) * W; ++i) {
+          const int32_t l = labels[i];
+          if (l >= 0 && l != prev) id = idmap[l];  // one look-up per run
+          prev = l;
+          if (l < 0) continue;
+          labels[i] = id;
+          mine[id] += 1;
         }
+      }
     }
     std::vector<int64_t> size(part.begin(), part.begin() + R);
     for (int t = 1; t < nt; ++t)
