@@ -475,8 +475,16 @@ struct Image {
           {
             std::vector<int64_t>& mine = lists[(size_t)omp_get_thread_num()];
 #pragma omp for schedule(static)
-            for (int64_t i = 0; i < P; ++i)
-              if (labels[i] >= 0 && size[labels[i]] < p.min_size) mine.push_back(i);
+            for (int64_t r = 0; r < rows; ++r) {
+              int32_t prev = -1;
+              bool small = false;
+              for (int64_t i = r * W; i < (r + 1) * W; ++i) {
+                const int32_t l = labels[i];
+                if (l != prev) small = l >= 0 && size[l] < p.min_size;  // once per run
+                prev = l;
+                if (small) mine.push_back(i);
+              }
+            }
           }
           for (auto& l : lists) small_px.insert(small_px.end(), l.begin(), l.end());
         }
