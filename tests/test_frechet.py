@@ -227,3 +227,12 @@ def test_features_bad_input():
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="x2 contains NaN"):
         frechet_distance_features(x, bad)
+
+
+def test_importing_the_fid_modules_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, umsynth, umsynth.frechet, umsynth.stats, umsynth.cli.fid; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,356 @@
-"""Placeholder: Fréchet distance (being written)."""
-def frechet_distance(*a, **k):
-    raise NotImplementedError
-frechet_distance_features = frechet_distance_from_stats = frechet_distance
+"""Exact Fréchet distance between Gaussians, on the CPU, without a matrix square root.
+
+The Fréchet (2-Wasserstein) distance between N(mu1, S1) and N(mu2, S2) is
+
+    FD = ||mu1 - mu2||^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2).
+
+pytorch-fid, clean-fid and MedSynAnalyzer take ``scipy.linalg.sqrtm(S1 @ S2)``: a Schur
+decomposition of a non-symmetric product, which is slow (about 20 s at d=2048 on 2 cores)
+and returns complex values or negative distances when a covariance is singular. umsynth
+uses the identity
+
+    tr sqrt(S1 S2) = ||F1^T F2||_*   (the nuclear norm: the sum of singular values)
+
+which holds for any factors with S1 = F1 F1^T and S2 = F2 F2^T. Every step is a symmetric
+or orthogonal LAPACK routine (through numpy.linalg) in float64, so the result is real and
+never negative beyond rounding:
+
+- a covariance given as a matrix is factored by Cholesky when it is numerically positive
+  definite, else by a symmetric eigendecomposition whose eigenvalues at rounding level
+  (<= d * eps * lambda_max) are dropped;
+- when the raw features are at hand and a sample count n is at most d, the centred feature
+  matrix divided by sqrt(n - 1) is the factor: the covariance has rank n - 1 and an n1 x n2
+  cross-product replaces the d x d problem (the "Gram route");
+- the nuclear norm of B = F1^T F2 comes from the eigenvalues of the symmetric Gram matrix
+  B^T B when an a-posteriori error estimate allows it, else from the singular values of B
+  (see :func:`frechet_distance`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from umsynth._arrays import check_finite, to_numpy
+
+__all__ = ["frechet_distance", "frechet_distance_from_stats", "frechet_distance_features"]
+
+_EPS = np.finfo(np.float64).eps
+# A covariance is refused as non-symmetric beyond this relative difference (max |S - S^T| / max |S|).
+SYMMETRY_RTOL = 1e-8
+# ... and as not positive semi-definite when an eigenvalue is below -PSD_RTOL * max |eigenvalue|.
+PSD_RTOL = 1e-6
+# The eigenvalue route for the nuclear norm is kept only when its estimated error is below
+# this fraction of the distance; measured errors are 100x to 1000x below the estimate.
+_EIG_ROUTE_RTOL = 1e-5
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _as_float64(x: Any, name: str) -> np.ndarray:
+    arr, _ = to_numpy(x, name)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected a real float array, got dtype {arr.dtype}")
+    arr = np.asarray(arr, dtype=np.float64)
+    check_finite(arr, name)
+    return arr
+
+
+def _check_mean(mu: Any, name: str) -> np.ndarray:
+    mu = np.atleast_1d(_as_float64(mu, name))
+    if mu.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D mean vector, got shape {mu.shape}")
+    return mu
+
+
+def _check_cov(sigma: Any, name: str, dim: int) -> np.ndarray:
+    """Validate a covariance matrix and return its symmetrised float64 copy."""
+    s = np.atleast_2d(_as_float64(sigma, name))
+    if s.ndim != 2 or s.shape[0] != s.shape[1]:
+        raise ValueError(f"{name} must be a square covariance matrix, got shape {s.shape}")
+    if s.shape[0] != dim:
+        raise ValueError(f"{name} has shape {s.shape}, which does not match the mean's dimension {dim}")
+    if not s.size:
+        return s.copy()
+    # one transposed read (the slow part at d = 2048), then passes in memory order only
+    diff = s - s.T
+    scale = max(float(s.max()), -float(s.min()))
+    asym = max(float(diff.max()), -float(diff.min()))
+    if asym > SYMMETRY_RTOL * scale:
+        raise ValueError(f"{name} is not symmetric: max |S - S^T| = {asym:.3g} is more than "
+                         f"{SYMMETRY_RTOL:g} of max |S| = {scale:.3g}")
+    # symmetrise, S - (S - S^T) / 2, so that LAPACK, which reads one triangle, sees both
+    diff *= -0.5
+    diff += s
+    return diff
+
+
+# --------------------------------------------------------------------------- factors
+
+
+def _cov_factor(s: np.ndarray, name: str) -> np.ndarray:
+    """A factor F (d x r) with F F^T = S, r <= d; raises ValueError if S is clearly not PSD.
+
+    Cholesky is used when S is numerically positive definite: it is the fastest route and
+    backward stable. A pivot at rounding level means S is (numerically) singular; the
+    Cholesky factor would then carry noise columns of size sqrt(eps ||S||), which bias
+    tr sqrt upwards, so the eigendecomposition is used instead and eigenvalues at rounding
+    level are dropped.
+    """
+    d = s.shape[0]
+    if d == 0:
+        return np.zeros((0, 0))
+    diag_max = float(np.max(np.diag(s)))
+    if diag_max > 0:
+        try:
+            chol = np.linalg.cholesky(s)
+        except np.linalg.LinAlgError:
+            chol = None
+        if chol is not None and float(np.min(np.diag(chol))) ** 2 > 16 * d * _EPS * diag_max:
+            return chol
+    w, v = np.linalg.eigh(s)
+    w_abs = float(np.max(np.abs(w)))
+    if w[0] < -PSD_RTOL * w_abs:
+        raise ValueError(f"{name} is not positive semi-definite: its smallest eigenvalue {w[0]:.3g} "
+                         f"is below -{PSD_RTOL:g} times its largest magnitude {w_abs:.3g}")
+    keep = w > d * _EPS * max(float(w[-1]), 0.0)
+    return v[:, keep] * np.sqrt(w[keep])
+
+
+def _nuclear_norm(b: np.ndarray, base: float) -> float:
+    """Sum of the singular values of ``b``, for FD = base - 2 * result.
+
+    First the eigenvalues of the smaller Gram matrix b^T b or b b^T (one symmetric
+    eigenvalue solve: 2x to 3x faster than the SVD). An eigenvalue lambda has an error of
+    about eps * lambda_max, so its square root has an error of about
+    min(sqrt(delta), delta / (2 sqrt(lambda))) with delta = eps * lambda_max: large only for
+    lambdas near zero. When the summed estimate exceeds _EIG_ROUTE_RTOL of the distance
+    (near-identical or strongly rank-deficient inputs), the singular values of ``b`` itself
+    are taken (backward stable: an error of about k * eps * sigma_max in the sum).
+    """
+    if b.size == 0:
+        return 0.0
+    gram = b.T @ b if b.shape[1] <= b.shape[0] else b @ b.T
+    lam = np.clip(np.linalg.eigvalsh(gram), 0.0, None)
+    total = float(np.sqrt(lam).sum())
+    delta = _EPS * float(lam[-1])
+    with np.errstate(divide="ignore"):
+        est = float(np.minimum(np.sqrt(delta), delta / (2.0 * np.sqrt(lam))).sum())
+    if 2.0 * est <= _EIG_ROUTE_RTOL * (base - 2.0 * total):
+        return total
+    return float(np.linalg.svd(b, compute_uv=False).sum())
+
+
+def _gram_factor(xc: np.ndarray) -> np.ndarray:
+    """Factor (d x (n - 1)) of the scatter matrix xc^T xc of centred rows xc (n x d).
+
+    Centred rows sum to zero, so the all-ones vector is an exact null direction that
+    would give the small cross-product a structurally zero singular value (sqrt-sized
+    error on the eigenvalue route). A Householder reflection H with H 1 = -sqrt(n) e1
+    turns that direction into the first row of H xc, which is dropped; H is orthogonal,
+    so (H xc)^T (H xc) = xc^T xc.
+    """
+    n = xc.shape[0]
+    r = np.sqrt(n)
+    # rows 1.. of H xc, H = I - v v^T / (n + r), v = 1 + r e1
+    w = (xc.sum(axis=0) + r * xc[0]) / (n + r)
+    return (xc[1:] - w).T
+
+
+def _feature_side(x: np.ndarray, name: str) -> tuple[np.ndarray, float, np.ndarray, float]:
+    """(mean, trace of the covariance, factor, scale) from features x (n, d), n >= 2.
+
+    The covariance is ``scale**2 * factor @ factor.T``: scale is 1 / sqrt(n - 1) when the
+    factor is made of the centred features (applied to the small cross-product instead)
+    and 1 for a factor of the covariance matrix.
+    """
+    from umsynth.stats import centre
+
+    n = x.shape[0]
+    mean, xc = centre(x)
+    if n <= x.shape[1]:
+        # rank n - 1: the centred features are the factor (the Gram route)
+        return mean, float(np.einsum("ij,ij->", xc, xc)) / (n - 1), _gram_factor(xc), 1.0 / np.sqrt(n - 1)
+    cov = (xc.T @ xc) / (n - 1)
+    return mean, float(np.trace(cov)), _cov_factor(cov, name), 1.0
+
+
+def _distance(mu1: np.ndarray, tr1: float, f1: np.ndarray, scale1: float,
+              mu2: np.ndarray, tr2: float, f2: np.ndarray, scale2: float) -> float:
+    """Assemble the distance from means, traces and scaled factors (see _feature_side)."""
+    diff = mu1 - mu2
+    base = float(diff @ diff) + tr1 + tr2
+    b = f1.T @ f2
+    if scale1 * scale2 != 1.0:
+        b *= scale1 * scale2
+    fd = base - 2.0 * _nuclear_norm(b, base)
+    # sum sigma <= sqrt(tr1 tr2) <= (tr1 + tr2) / 2, so a negative value is rounding, or a
+    # covariance indefinite within the accepted tolerance: either way the distance is 0
+    return max(fd, 0.0)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), exactly and fast.
+
+    A drop-in for pytorch-fid's ``calculate_frechet_distance``: same arguments, a Python
+    float out, but no ``scipy.linalg.sqrtm``, no complex intermediate and no ``eps`` offset.
+
+    Parameters
+    ----------
+    mu1, mu2 : array_like, shape (d,)
+        Means. numpy arrays or CPU torch tensors of any real dtype; computed in float64.
+    sigma1, sigma2 : array_like, shape (d, d)
+        Covariances: symmetric positive semi-definite.
+
+    Returns
+    -------
+    float
+        ``||mu1 - mu2||^2 + tr sigma1 + tr sigma2 - 2 tr sqrt(sigma1 sigma2)``, >= 0.
+
+    Raises
+    ------
+    ValueError
+        For shapes that do not match, a covariance that is not square, NaN or Inf, a
+        covariance that is not symmetric (``max|S - S^T| > 1e-8 max|S|``) or clearly not
+        positive semi-definite (an eigenvalue below ``-1e-6`` times the largest magnitude).
+
+    Notes
+    -----
+    Method: each covariance is factored, S = F F^T, by Cholesky when it is numerically
+    positive definite, otherwise by ``eigh`` with eigenvalues at rounding level
+    (``<= d * eps * lambda_max``) dropped. Then ``tr sqrt(S1 S2) = ||F1^T F2||_*``, the sum
+    of singular values of ``B = F1^T F2``, taken from ``eigvalsh(B^T B)`` when the
+    a-posteriori estimate of that route's error (``sum_i min(sqrt(delta),
+    delta / (2 sqrt(lambda_i)))``, ``delta = eps * lambda_max``) is below 1e-5 of the
+    distance, else from the singular values of ``B`` (LAPACK, backward stable).
+
+    Error: the factorizations are backward stable, so for a positive definite pair the
+    result is the exact distance of covariances perturbed by about ``d * eps`` relative;
+    against a float64 SVD reference the relative error on ReLU features with decaying
+    spectra (d = 64 to 4096) measured 1e-13 to 1e-10 for full-rank covariances and up to
+    1e-7 for rank-deficient ones given as matrices. The exact distance is never negative,
+    so a negative computed value (rounding, or a covariance indefinite within the accepted
+    tolerance) is returned as 0.
+    A singular covariance given only as a matrix is ill-conditioned for tr sqrt (its zero
+    eigenvalues are known only to rounding), so dropping rounding-level eigenvalues is a
+    judgment; when the covariances come from n <= d samples, pass the features instead
+    (:func:`frechet_distance_features`, or :class:`~umsynth.FeatureStats` with
+    ``keep_features=True``): its factors are exact, and the error measured 1e-14 to 1e-9.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from umsynth import frechet_distance
+    >>> d = 4
+    >>> round(frechet_distance(np.zeros(d), 4 * np.eye(d), np.ones(d), np.eye(d)), 12)
+    8.0
+    """
+    mu1 = _check_mean(mu1, "mu1")
+    mu2 = _check_mean(mu2, "mu2")
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"mu1 and mu2 have different lengths: {mu1.shape[0]} and {mu2.shape[0]}")
+    d = mu1.shape[0]
+    s1 = _check_cov(sigma1, "sigma1", d)
+    s2 = _check_cov(sigma2, "sigma2", d)
+    f1 = _cov_factor(s1, "sigma1")
+    f2 = _cov_factor(s2, "sigma2")
+    return _distance(mu1, float(np.trace(s1)), f1, 1.0, mu2, float(np.trace(s2)), f2, 1.0)
+
+
+def frechet_distance_features(x1: Any, x2: Any) -> float:
+    """Fréchet distance between the Gaussians fitted to two feature sets.
+
+    Parameters
+    ----------
+    x1 : array_like, shape (n1, d)
+        Features of the first set, one row per sample (numpy or CPU torch, any real dtype;
+        computed in float64).
+    x2 : array_like, shape (n2, d)
+        Features of the second set.
+
+    Returns
+    -------
+    float
+        The distance between N(mean(x1), cov(x1)) and N(mean(x2), cov(x2)), with unbiased
+        (n - 1) covariances, as :func:`frechet_distance` would give for them.
+
+    Raises
+    ------
+    ValueError
+        For arrays that are not 2-D, different feature dimensions, fewer than 2 rows, NaN
+        or Inf.
+
+    Notes
+    -----
+    A set with n <= d samples has a covariance of rank n - 1; its centred features divided by
+    sqrt(n - 1) are then an exact factor (the centring direction removed by a Householder
+    reflection, leaving n - 1 columns), and the work is an (n1 - 1) x (n2 - 1) cross-product
+    and its nuclear norm, taken as in :func:`frechet_distance`. Against a float64 SVD
+    reference the relative error measured 1e-14 to 2e-9; at n = 1000, d = 2048 it takes
+    about 0.25 s on 2 cores, about 100x less than ``sqrtm`` (benchmarks/RESULTS.md). A set
+    with n > d goes through its d x d covariance as in :func:`frechet_distance`.
+    """
+    a = _check_features(x1, "x1")
+    b = _check_features(x2, "x2")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"x1 and x2 have different feature dimensions: {a.shape[1]} and {b.shape[1]}")
+    return _distance(*_feature_side(a, "cov(x1)"), *_feature_side(b, "cov(x2)"))
+
+
+def _check_features(x: Any, name: str) -> np.ndarray:
+    arr = _as_float64(x, name)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (samples, features) array, got shape {arr.shape}")
+    if arr.shape[0] < 2:
+        raise ValueError(f"{name} has {arr.shape[0]} sample(s); a covariance needs at least 2")
+    return arr
+
+
+def frechet_distance_from_stats(a: Any, b: Any) -> float:
+    """Fréchet distance between two :class:`~umsynth.FeatureStats`.
+
+    Parameters
+    ----------
+    a, b : FeatureStats
+        Statistics of the two sets, of the same dimension. Each needs at least 2 samples,
+        or a covariance read from a pytorch-fid file.
+
+    Returns
+    -------
+    float
+        The distance between N(a.mean, a.cov) and N(b.mean, b.cov).
+
+    Raises
+    ------
+    ValueError
+        For different dimensions, fewer than 2 samples, statistics made by different named
+        feature extractors, or a covariance that is not positive semi-definite.
+
+    Notes
+    -----
+    A side that kept its features (``keep_features=True``) and has n <= d samples takes the
+    exact Gram route of :func:`frechet_distance_features`; otherwise its covariance is
+    factored as in :func:`frechet_distance`.
+    """
+    from umsynth.stats import FeatureStats
+
+    for name, s in (("a", a), ("b", b)):
+        if not isinstance(s, FeatureStats):
+            raise TypeError(f"{name}: expected a FeatureStats, got {type(s).__name__}")
+    if a.dim != b.dim:
+        raise ValueError(f"the statistics have different feature dimensions: {a.dim} and {b.dim}")
+    if a.extractor and b.extractor and a.extractor != b.extractor:
+        raise ValueError(f"the statistics come from different feature extractors: "
+                         f"{a.extractor!r} and {b.extractor!r}")
+    return _distance(*_stats_side(a, "a"), *_stats_side(b, "b"))
+
+
+def _stats_side(s, name: str) -> tuple[np.ndarray, float, np.ndarray, float]:
+    cov = s.cov  # raises for fewer than 2 samples
+    if s.keep_features and s.n is not None and s.n <= s.dim:
+        return s.mean, float(np.trace(cov)), _gram_factor(s.features - s.mean), 1.0 / np.sqrt(s.n - 1)
+    return s.mean, float(np.trace(cov)), _cov_factor(cov, f"{name}.cov"), 1.0
