@@ -71,12 +71,9 @@ void slic_fast_py(py::array image, std::optional<py::array> mask, py::array grid
   uint8_t* u = um ? ptr_of<uint8_t>(*um, "um", N * P) : nullptr;
   ums::slic::Params p{wz, wy, wx, cw, max_iter, enforce, min_size, start_label, um_step};
   const auto dt = dtype_of(image);
-  // 8 floats of padding: the grey assignment loop reads whole 8-lane vectors
-  std::vector<float> feat((size_t)(N * P * C) + 8);
   {
     py::gil_scoped_release nogil;
-    ums::slic::slic_fast(img, dt, m, s, g, (ums::slic::Intensity)mode, p, feat.data(), lab, u,
-                         threads);
+    ums::slic::slic_fast(img, dt, m, s, g, (ums::slic::Intensity)mode, p, lab, u, threads);
   }
 }
 

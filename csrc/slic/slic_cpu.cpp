@@ -92,6 +92,26 @@ inline int64_t grey_fixed16(T v, double lo, double scale255) {
   return (int64_t)(g + 0.5);
 }
 
+// ---------------------------------------------------------------- scratch memory
+// Per-thread buffers reused across calls: a fresh multi-megabyte allocation costs a
+// page fault per 4 KiB on first touch, which was a tenth of a 1024^2 UM's time.
+// They hold at most one image's worth per thread.
+template <typename T>
+T* scratch(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+thread_local std::vector<float> tl_feat;
+thread_local std::vector<int32_t> tl_parent, tl_idmap;
+
+// Large volumes give their buffers back rather than holding them between calls.
+void release_large_scratch(int64_t pixels) {
+  if (pixels <= ((int64_t)1 << 22)) return;  // keep up to 4 Mpixel (2048^2) cached
+  std::vector<float>().swap(tl_feat);
+  std::vector<int32_t>().swap(tl_parent);
+  std::vector<int32_t>().swap(tl_idmap);
+}
+
 // ---------------------------------------------------------------- union-find
 // Roots are the smallest index of their set: link the larger root under the smaller.
 
@@ -436,14 +456,16 @@ struct Image {
       int64_t* mine = &part[(size_t)omp_get_thread_num() * R];
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
-        int32_t prev = -1, id = -1;
-        for (int64_t i = r * W; i < (r + 1) * W; ++i) {
+        for (int64_t i = r * W, end = (r + 1) * W; i < end;) {
           const int32_t l = labels[i];
-          if (l >= 0 && l != prev) id = idmap[l];  // one look-up per run
-          prev = l;
-          if (l < 0) continue;
-          labels[i] = id;
-          mine[id] += 1;
+          int64_t e = i + 1;
+          while (e < end && labels[e] == l) ++e;
+          if (l >= 0) {  // one look-up and one count per run
+            const int32_t id = idmap[l];
+            std::fill(labels + i, labels + e, id);
+            mine[id] += e - i;
+          }
+          i = e;
         }
       }
     }
@@ -572,8 +594,7 @@ void um_fill(const T* img, const int32_t* labels, int64_t P, int32_t start_label
 
 template <typename T>
 void run_batch(const T* image, const uint8_t* mask, const Shape& s, const int32_t* grid,
-               Intensity mode, const Params& p, float* feat, int32_t* labels, uint8_t* um,
-               int threads) {
+               Intensity mode, const Params& p, int32_t* labels, uint8_t* um, int threads) {
   const int64_t P = s.pixels();
   // Whole images per thread when the batch is large enough, else threads inside each.
   const bool outer = s.N >= 2 && threads >= 2;
@@ -581,7 +602,8 @@ void run_batch(const T* image, const uint8_t* mask, const Shape& s, const int32_
   auto one = [&](int64_t n) {
     const T* img = image + n * P * s.C;
     const uint8_t* m = mask ? mask + n * P : nullptr;
-    float* f = feat + n * P * s.C;
+    // 8 floats of padding: the grey assignment reads whole 8-lane vectors
+    float* f = scratch(tl_feat, (size_t)(P * s.C) + 8);
     int32_t* lab = labels + n * P;
     double lo, hi;
     minmax_image(img, m, P, s.C, inner, &lo, &hi);
@@ -594,13 +616,13 @@ void run_batch(const T* image, const uint8_t* mask, const Shape& s, const int32_
     }
     if (p.max_iter == 0) im.assign();
     if (p.enforce_connectivity) {
-      // only root entries of idmap are written and read: left uninitialised
-      std::unique_ptr<int32_t[]> parent(new int32_t[(size_t)P]), idmap(new int32_t[(size_t)P]);
-      im.connectivity(parent.get(), idmap.get());
+      // only root entries of idmap are written and read before use
+      im.connectivity(scratch(tl_parent, (size_t)P), scratch(tl_idmap, (size_t)P));
     } else {
       im.raw_labels();
     }
     if (um) um_fill(img, lab, P, p.start_label, p.um_step, lo, hi, inner, um + n * P);
+    release_large_scratch(P * s.C);
   };
   if (outer) {
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
@@ -635,19 +657,19 @@ void unsupervised_mask_fill(const void* image, DType dtype, const int32_t* label
 }
 
 void slic_fast(const void* image, DType dtype, const uint8_t* mask, const Shape& s,
-               const int32_t* grid, Intensity mode, const Params& p, float* feat,
-               int32_t* labels, uint8_t* um, int threads) {
+               const int32_t* grid, Intensity mode, const Params& p, int32_t* labels,
+               uint8_t* um, int threads) {
   switch (dtype) {
     case DType::U8:
-      return run_batch((const uint8_t*)image, mask, s, grid, mode, p, feat, labels, um, threads);
+      return run_batch((const uint8_t*)image, mask, s, grid, mode, p, labels, um, threads);
     case DType::U16:
-      return run_batch((const uint16_t*)image, mask, s, grid, mode, p, feat, labels, um, threads);
+      return run_batch((const uint16_t*)image, mask, s, grid, mode, p, labels, um, threads);
     case DType::I16:
-      return run_batch((const int16_t*)image, mask, s, grid, mode, p, feat, labels, um, threads);
+      return run_batch((const int16_t*)image, mask, s, grid, mode, p, labels, um, threads);
     case DType::F32:
-      return run_batch((const float*)image, mask, s, grid, mode, p, feat, labels, um, threads);
+      return run_batch((const float*)image, mask, s, grid, mode, p, labels, um, threads);
     case DType::F64:
-      return run_batch((const double*)image, mask, s, grid, mode, p, feat, labels, um, threads);
+      return run_batch((const double*)image, mask, s, grid, mode, p, labels, um, threads);
   }
 }
 
