@@ -103,11 +103,13 @@ T* scratch(std::vector<T>& v, size_t n) {
 }
 thread_local std::vector<float> tl_feat;
 thread_local std::vector<int32_t> tl_parent, tl_idmap;
+thread_local std::vector<int64_t> tl_cum;
 
 // Large volumes give their buffers back rather than holding them between calls.
 void release_large_scratch(int64_t pixels) {
   if (pixels <= ((int64_t)1 << 22)) return;  // keep up to 4 Mpixel (2048^2) cached
   std::vector<float>().swap(tl_feat);
+  std::vector<int64_t>().swap(tl_cum);
   std::vector<int32_t>().swap(tl_parent);
   std::vector<int32_t>().swap(tl_idmap);
 }
@@ -151,6 +153,35 @@ typedef float f8 __attribute__((vector_size(32)));
 typedef int32_t i8 __attribute__((vector_size(32)));
 constexpr int32_t kLanes = 8;
 
+// One 8-pixel chunk against all candidates. Valid is false only in a run's last chunk,
+// whose lanes past the run are masked.
+template <bool Masked>
+inline void assign_chunk_grey(const float* f, float* best, int32_t* lab, int32_t x,
+                              int32_t xe, int nc, const int32_t* ck, const float* ca,
+                              const float* ccx, const float* cc0, float wx, float cw) {
+  const i8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
+  f8 fv, bv;
+  i8 lv;
+  std::memcpy(&fv, f + x, sizeof fv);
+  std::memcpy(&bv, best + x, sizeof bv);
+  std::memcpy(&lv, lab + x, sizeof lv);
+  const i8 xi = lane + x;
+  const i8 valid = xi < xe;
+  const f8 xf = __builtin_convertvector(xi, f8);
+  for (int j = 0; j < nc; ++j) {
+    const f8 dx = ccx[j] - xf;
+    const f8 t = fv - cc0[j];
+    // pixel_distance() with C = 1: colour = 0 + t*t, and 0 + t*t == t*t exactly (t*t is
+    // never -0), so the add is left out
+    const f8 d = (ca[j] + wx * (dx * dx)) + cw * (t * t);
+    const i8 win = Masked ? (valid & (d < bv)) : (d < bv);
+    bv = win ? d : bv;
+    lv = win ? (i8{} + ck[j]) : lv;
+  }
+  std::memcpy(best + x, &bv, sizeof bv);
+  std::memcpy(lab + x, &lv, sizeof lv);
+}
+
 // A run of grey pixels of one row against its candidate centres, in increasing centre
 // index, so that a strict "<" gives ties to the smaller index (better_than()). Per
 // 8-pixel chunk, best and label stay in registers across the candidates; the tail of a
@@ -162,29 +193,10 @@ void assign_run_grey(const float* __restrict f, float* __restrict best,
                      int32_t* __restrict lab, int32_t xb, int32_t xe, int nc,
                      const int32_t* ck, const float* ca, const float* ccx, const float* cc0,
                      float wx, float cw) {
-  const i8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
-  for (int32_t x = xb; x < xe; x += kLanes) {
-    f8 fv, bv;
-    i8 lv;
-    std::memcpy(&fv, f + x, sizeof fv);
-    std::memcpy(&bv, best + x, sizeof bv);
-    std::memcpy(&lv, lab + x, sizeof lv);
-    const i8 xi = lane + x;
-    const i8 valid = xi < xe;
-    const f8 xf = __builtin_convertvector(xi, f8);
-    for (int j = 0; j < nc; ++j) {
-      const f8 dx = ccx[j] - xf;
-      const f8 t = fv - cc0[j];
-      f8 colour = f8{} + 0.0f;
-      colour += t * t;
-      const f8 d = (ca[j] + wx * (dx * dx)) + cw * colour;
-      const i8 win = valid & (d < bv);
-      bv = win ? d : bv;
-      lv = win ? (i8{} + ck[j]) : lv;
-    }
-    std::memcpy(best + x, &bv, sizeof bv);
-    std::memcpy(lab + x, &lv, sizeof lv);
-  }
+  int32_t x = xb;
+  for (; x + kLanes <= xe; x += kLanes)
+    assign_chunk_grey<false>(f, best, lab, x, xe, nc, ck, ca, ccx, cc0, wx, cw);
+  if (x < xe) assign_chunk_grey<true>(f, best, lab, x, xe, nc, ck, ca, ccx, cc0, wx, cw);
 }
 
 // ---------------------------------------------------------------- one image
@@ -203,6 +215,7 @@ struct Image {
   std::vector<uint8_t> alive;  // K
   std::vector<int32_t> xcell;  // nx + 1 boundaries along x
   std::vector<int64_t> part;   // per-thread centre sums, K * (4 + C) each
+  const int64_t* cum = nullptr;  // grey only: row prefix sums of the fixed-point features
 
   Image(const Shape& s_, const Params& p_, const int32_t* g, const float* f,
         const uint8_t* m, int32_t* l, int nt_)
@@ -355,6 +368,7 @@ struct Image {
   void accumulate_row(const int32_t* lrow, const float* frow, int64_t z, int64_t y,
                       int64_t* mine) const {
     const int C = s.C, S = 4 + C;
+    const int64_t* crow = cum ? cum + (z * s.H + y) * s.W : nullptr;
     for (int32_t x = 0; x < s.W;) {
       const int32_t k = lrow[x];
       int32_t e = x + 1;
@@ -366,14 +380,30 @@ struct Image {
         a[1] += z * n;
         a[2] += y * n;
         a[3] += ((int64_t)x + e - 1) * n / 2;
-        for (int ch = 0; ch < C; ++ch) {
-          int64_t acc = 0;
-          for (int32_t q = x; q < e; ++q) acc += feature_fixed(frow[(int64_t)q * C + ch]);
-          a[4 + ch] += acc;
+        if (crow) {  // grey: the row's prefix sums give the run's sum
+          a[4] += crow[e - 1] - (x > 0 ? crow[x - 1] : 0);
+        } else {
+          for (int ch = 0; ch < C; ++ch) {
+            int64_t acc = 0;
+            for (int32_t q = x; q < e; ++q) acc += feature_fixed(frow[(int64_t)q * C + ch]);
+            a[4 + ch] += acc;
+          }
         }
       }
       x = e;
     }
+  }
+
+  // Row-wise inclusive prefix sums of the fixed-point grey features (C == 1): the
+  // features never change, so the per-iteration centre sums take two look-ups a run.
+  void prefix_sums(int64_t* out) {
+    const int64_t rows = (int64_t)s.D * s.H;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t acc = 0;
+      for (int64_t i = r * s.W; i < (r + 1) * s.W; ++i) out[i] = acc += feature_fixed(feat[i]);
+    }
+    cum = out;
   }
 
   // Centre update from the integer sums assign() gathered: a fixed-order sum of the
@@ -610,6 +640,7 @@ void run_batch(const T* image, const uint8_t* mask, const Shape& s, const int32_
     features_image(img, m, P, s.C, mode, lo, hi, inner, f);
     Image im(s, p, grid + 9 * n, f, m, lab, inner);
     im.seed();
+    if (s.C == 1) im.prefix_sums(scratch(tl_cum, (size_t)P));
     for (int it = 0; it < p.max_iter; ++it) {
       if (!im.assign() && it > 0) break;  // a fixed point: further passes change nothing
       im.update();
