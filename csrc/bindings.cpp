@@ -59,7 +59,7 @@ ums::slic::DType dtype_of(const py::array& a) {
 void slic_fast_py(py::array image, std::optional<py::array> mask, py::array grid, int64_t N,
                   int D, int H, int W, int C, int mode, float wz, float wy, float wx, float cw,
                   int max_iter, bool enforce, int64_t min_size, int start_label, int um_step,
-                  py::array labels, std::optional<py::array> um, int threads) {
+                  std::optional<py::array> labels, std::optional<py::array> um, int threads) {
   ums::slic::Shape s{N, D, H, W, C};
   const int64_t P = s.pixels();
   if ((int64_t)P >= (int64_t)1 << 31) throw std::invalid_argument("image too large: more than 2^31 pixels per image");
@@ -67,7 +67,9 @@ void slic_fast_py(py::array image, std::optional<py::array> mask, py::array grid
   cptr_of<uint8_t>(image, "image", N * P * C);  // shape check
   const uint8_t* m = mask ? cptr_of<uint8_t>(*mask, "mask", N * P) : nullptr;
   const int32_t* g = cptr_of<int32_t>(grid, "grid", N * 9);
-  int32_t* lab = ptr_of<int32_t>(labels, "labels", N * P);
+  if (labels && labels->dtype().kind() != 'i' ) throw std::invalid_argument("labels must be int64");
+  if (labels && labels->itemsize() != 8) throw std::invalid_argument("labels must be int64");
+  int64_t* lab = labels ? ptr_of<int64_t>(*labels, "labels", N * P) : nullptr;
   uint8_t* u = um ? ptr_of<uint8_t>(*um, "um", N * P) : nullptr;
   ums::slic::Params p{wz, wy, wx, cw, max_iter, enforce, min_size, start_label, um_step};
   const auto dt = dtype_of(image);

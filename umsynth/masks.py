@@ -320,7 +320,8 @@ def _features_numpy(sp: _Spatial, intensity: str) -> np.ndarray:
 
 
 def _slic_fast(sp, n_segments, compactness, max_num_iter, enforce, min_size_factor,
-               max_size_factor, start_label, intensity, nt, batch=None, um_step=0):
+               max_size_factor, start_label, intensity, nt, batch=None, um_step=0,
+               want_labels=True):
     from umsynth import _cpu
 
     image = sp.image if batch is None else batch  # batch: (N, D, H, W, C)
@@ -345,13 +346,13 @@ def _slic_fast(sp, n_segments, compactness, max_num_iter, enforce, min_size_fact
     n_seeds = n_cells if sp.mask is None else min(n_segments, int(sp.mask.sum()))
     region = int(sp.mask.sum()) if sp.mask is not None else D * H * W
     min_size = int(min_size_factor * region / n_seeds)
-    labels = np.empty((N, D, H, W), dtype=np.int32)
+    labels = np.empty((N, D, H, W), dtype=np.int64) if want_labels else None
     um = np.empty((N, D, H, W), dtype=np.uint8) if um_step > 0 else None
     _cpu.slic_fast(image, sp.mask, np.tile(grid, N), N, D, H, W, C, mode, float(w[0]),
                    float(w[1]), float(w[2]), float(cw), max_num_iter, enforce, min_size,
                    start_label, um_step, labels, um, nt)
     if batch is None:
-        return labels[0].astype(np.int64)
+        return labels[0]
     return labels, um
 
 
@@ -506,17 +507,17 @@ def unsupervised_mask(images, n_segments=512, compactness=10.0, step=10, intensi
     if algorithm == "fast":
         batch = np.ascontiguousarray(arr).reshape(N, 1, H, W, 1)
         labels, um = _slic_fast(sp, int(n_segments), float(compactness), 10, True, 0.5, 3.0, 1,
-                                intensity, nt, batch=batch, um_step=int(step))
-        labels = labels.reshape(N, H, W)
+                                intensity, nt, batch=batch, um_step=int(step),
+                                want_labels=return_labels)
         um = um.reshape(N, H, W)
     else:
         labels = np.stack([slic(a, n_segments=n_segments, compactness=compactness,
                                 intensity=intensity, algorithm="reference", threads=nt)
-                           for a in arr]).astype(np.int32)
+                           for a in arr])
         um = np.empty((N, H, W), dtype=np.uint8)
-        _cpu.unsupervised_mask_fill(np.ascontiguousarray(arr), labels, N, H * W, 1, int(step),
-                                    um, nt)
+        _cpu.unsupervised_mask_fill(np.ascontiguousarray(arr), labels.astype(np.int32), N, H * W,
+                                    1, int(step), um, nt)
     um = um.reshape(in_shape)
     if not return_labels:
         return _arrays.like(um, kind)
-    return _arrays.like(um, kind), _arrays.like(labels.astype(np.int64).reshape(in_shape), kind)
+    return _arrays.like(um, kind), _arrays.like(labels.reshape(in_shape), kind)

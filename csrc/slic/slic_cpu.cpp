@@ -102,7 +102,7 @@ T* scratch(std::vector<T>& v, size_t n) {
   return v.data();
 }
 thread_local std::vector<float> tl_feat;
-thread_local std::vector<int32_t> tl_parent, tl_idmap;
+thread_local std::vector<int32_t> tl_parent, tl_idmap, tl_labels;
 thread_local std::vector<int64_t> tl_cum;
 
 // Large volumes give their buffers back rather than holding them between calls.
@@ -112,6 +112,7 @@ void release_large_scratch(int64_t pixels) {
   std::vector<int64_t>().swap(tl_cum);
   std::vector<int32_t>().swap(tl_parent);
   std::vector<int32_t>().swap(tl_idmap);
+  std::vector<int32_t>().swap(tl_labels);
 }
 
 // ---------------------------------------------------------------- union-find
@@ -624,7 +625,7 @@ void um_fill(const T* img, const int32_t* labels, int64_t P, int32_t start_label
 
 template <typename T>
 void run_batch(const T* image, const uint8_t* mask, const Shape& s, const int32_t* grid,
-               Intensity mode, const Params& p, int32_t* labels, uint8_t* um, int threads) {
+               Intensity mode, const Params& p, int64_t* labels, uint8_t* um, int threads) {
   const int64_t P = s.pixels();
   // Whole images per thread when the batch is large enough, else threads inside each.
   const bool outer = s.N >= 2 && threads >= 2;
@@ -634,7 +635,7 @@ void run_batch(const T* image, const uint8_t* mask, const Shape& s, const int32_
     const uint8_t* m = mask ? mask + n * P : nullptr;
     // 8 floats of padding: the grey assignment reads whole 8-lane vectors
     float* f = scratch(tl_feat, (size_t)(P * s.C) + 8);
-    int32_t* lab = labels + n * P;
+    int32_t* lab = scratch(tl_labels, (size_t)P);  // working labels; the caller gets int64
     double lo, hi;
     minmax_image(img, m, P, s.C, inner, &lo, &hi);
     features_image(img, m, P, s.C, mode, lo, hi, inner, f);
@@ -653,6 +654,11 @@ void run_batch(const T* image, const uint8_t* mask, const Shape& s, const int32_
       im.raw_labels();
     }
     if (um) um_fill(img, lab, P, p.start_label, p.um_step, lo, hi, inner, um + n * P);
+    if (labels) {
+      int64_t* out = labels + n * P;
+#pragma omp parallel for num_threads(inner) schedule(static) if (inner > 1)
+      for (int64_t i = 0; i < P; ++i) out[i] = lab[i];
+    }
     release_large_scratch(P * s.C);
   };
   if (outer) {
@@ -688,7 +694,7 @@ void unsupervised_mask_fill(const void* image, DType dtype, const int32_t* label
 }
 
 void slic_fast(const void* image, DType dtype, const uint8_t* mask, const Shape& s,
-               const int32_t* grid, Intensity mode, const Params& p, int32_t* labels,
+               const int32_t* grid, Intensity mode, const Params& p, int64_t* labels,
                uint8_t* um, int threads) {
   switch (dtype) {
     case DType::U8:

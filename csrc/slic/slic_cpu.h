@@ -28,10 +28,10 @@ struct Params {
 };
 
 // grid: N x 9 int32 (start, step, n for z, y, x) per image.
-// labels: N * P int32 out. um: N * P uint8 out or null.
+// labels: N * P int64 out or null. um: N * P uint8 out or null.
 // image: raw input of dtype `dtype`, N * P * C values, channels last.
 void slic_fast(const void* image, DType dtype, const uint8_t* mask, const Shape& s,
-               const int32_t* grid, Intensity mode, const Params& p, int32_t* labels,
+               const int32_t* grid, Intensity mode, const Params& p, int64_t* labels,
                uint8_t* um, int threads);
 
 // Unsupervised mask from given labels (grey images, N * P values): each label's mean
