@@ -113,3 +113,25 @@ def test_unsupervised_mask_fill_equals_reference(dtype):
     img = _random_image(rng, (64, 72), dtype=dtype)
     um, labels = umsynth.unsupervised_mask(img, n_segments=30, step=10, return_labels=True)
     assert np.array_equal(um, ref.unsupervised_mask_reference(img, labels, 10))
+
+
+def test_kernel_equals_reference_on_random_small_cases():
+    """Edge shapes (1-pixel axes, a segment per pixel, tiny masks, 0 iterations)."""
+    rng = np.random.default_rng(2026)
+    for _ in range(40):
+        nd = int(rng.integers(2, 4))
+        shape = tuple(int(v) for v in rng.integers(1, 14, size=nd))
+        if nd == 3 and shape[-1] in (3, 4) and min(shape[:2]) > 4:
+            continue  # would read as a colour image
+        img = (rng.random(shape) * 255).astype(np.uint8)
+        mask = None
+        n_max = img.size
+        if rng.random() < 0.3:
+            mask = rng.random(shape) < 0.6
+            mask.flat[0] = True
+            n_max = int(mask.sum())
+        ours, theirs = _run_both(img, n_segments=int(rng.integers(1, n_max + 1)), mask=mask,
+                                 compactness=float(rng.choice([0.1, 10.0, 100.0])),
+                                 max_iter=int(rng.integers(0, 5)),
+                                 min_size_factor=float(rng.choice([0.0, 0.5, 2.0])))
+        assert np.array_equal(ours, theirs), shape
