@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.num_workers < 0:
         raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+    for path in (args.path1, args.path2):  # fail before minutes of feature extraction
+        if path is not None:
+            _check_path(path)
     loader = _StatsLoader(args)
     stats1 = loader(args.path1)
     if args.save_stats:
@@ -87,6 +90,18 @@ def run(args: argparse.Namespace) -> int:
         stats2 = loader(args.path2)
         print("FID: ", frechet_distance_from_stats(stats1, stats2))
     return 0
+
+
+def _check_path(path: str) -> Path:
+    """A folder, or an existing .npz file; anything else is one clear error."""
+    p = Path(path)
+    if p.is_dir():
+        return p
+    if p.is_file():
+        if p.suffix.lower() != ".npz":
+            raise ValueError(f"{p}: expected a folder of images or a .npz statistics file")
+        return p
+    raise ValueError(f"{p}: no such folder or file")
 
 
 class _StatsLoader:
@@ -99,17 +114,13 @@ class _StatsLoader:
     def __call__(self, path: str):
         from umsynth.stats import FeatureStats
 
-        p = Path(path)
+        p = _check_path(path)
         if p.is_dir():
             from umsynth.features import folder_stats
 
             return folder_stats(p, self.extractor(), batch_size=self.args.batch_size,
                                 num_workers=self.args.num_workers, progress=not self.args.no_progress)
-        if p.is_file():
-            if p.suffix.lower() != ".npz":
-                raise ValueError(f"{p}: expected a folder of images or a .npz statistics file")
-            return FeatureStats.load(p)
-        raise ValueError(f"{p}: no such folder or file")
+        return FeatureStats.load(p)
 
     def extractor(self):
         if self._extractor is None:
