@@ -10,7 +10,6 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <memory>
 #include <vector>
 
 namespace ums {
@@ -328,19 +327,12 @@ struct Image {
                             p.wx, p.cw);
             continue;
           }
-          for (int j = 0; j < nc; ++j) {  // multi-channel: plain loop, no pruning
+          for (int j = 0; j < nc; ++j) {  // multi-channel: the shared per-pixel function
             const float* c = &centres[(size_t)cand[j] * F];
-            const float a = cand_a[j], cxp = c[2], wx = p.wx, cw = p.cw;
             const int32_t k = cand[j];
             for (int32_t x = xb; x < xe; ++x) {
-              float dx = cxp - (float)x;
-              const float* f = frow + (int64_t)x * C;
-              float colour = 0.0f;
-              for (int ch = 0; ch < C; ++ch) {
-                float t = f[ch] - c[3 + ch];
-                colour += t * t;
-              }
-              float d = (a + wx * (dx * dx)) + cw * colour;
+              const float d = pixel_distance(fz, fy, (float)x, frow + (int64_t)x * C, c, C,
+                                             p.wz, p.wy, p.wx, p.cw);
               if (d < best[x]) {  // candidates in index order: ties to the smaller
                 best[x] = d;
                 lab[x] = k;
