@@ -1,0 +1,35 @@
+"""``umsynth export-onnx``: the generator of a checkpoint as an ONNX file, checked with onnxruntime."""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    """Add the ``export-onnx`` sub-command to ``subparsers``."""
+    p = subparsers.add_parser(
+        "export-onnx", help="export the generator to ONNX",
+        description="Export the generator (input 'cond', outputs 'ct' and 'seg_logits'; batch, height and "
+                    "width dynamic) and compare onnxruntime's output with PyTorch's on the CPU (needs "
+                    "onnxruntime; --no-check skips the comparison).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="training checkpoint (checkpoints/last.pt)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
+    p.add_argument("--height", type=int, default=256, help="height of the check input (default 256)")
+    p.add_argument("--width", type=int, default=256, help="width of the check input (default 256)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed difference (default 1e-4)")
+    p.add_argument("--no-check", action="store_true", help="do not run the onnxruntime comparison")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Run ``umsynth export-onnx``."""
+    from umsynth.synth import export_onnx
+
+    if not args.no_check:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise ValueError("onnxruntime is not installed: pip install onnxruntime, or pass --no-check") from None
+    info = export_onnx(args.checkpoint, args.out, height=args.height, width=args.width, opset=args.opset,
+                       check=not args.no_check, atol=args.atol)
+    diff = f", max |ONNX - PyTorch| = {info['max_abs_diff']:.2e}" if "max_abs_diff" in info else ""
+    print(f"umsynth export-onnx: wrote {info['path']}{diff}")
+    return 0

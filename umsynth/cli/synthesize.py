@@ -1,0 +1,73 @@
+"""``umsynth synthesize``: synthetic CT montages and segmentations from a trained checkpoint."""
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Run a trained generator on unsupervised masks and write, per image, <name>_ct.png (uint8),
+<name>_seg.png (classes 0 background, 1 lung, 2 lesion) and <name>_um.png (the UM used);
+NIfTI inputs also get <name>_ct.nii.gz (HU) and <name>_seg.nii.gz.
+
+INPUTS are grey montages (PNG/TIFF files or folders, or 2D NIfTI in HU) whose UMs are
+computed here, or UMs themselves with --ums. With --phantom N, the UMs of N new phantom
+montages are used instead.
+
+Variety (each variant draws its own random numbers from --seed, input and variant):
+  --requantize STEP  quantize the UM with STEP instead of the training step (coarser guidance)
+  --jitter G         add one uniform offset in [-G, G] grey levels to every superpixel
+  --reseed           new SLIC seeds: the seed grid is shifted by a random offset
+  --variants K       K synthetic images per input
+"""
+
+
+def register(subparsers) -> None:
+    """Add the ``synthesize`` sub-command to ``subparsers``."""
+    p = subparsers.add_parser("synthesize", help="synthetic CT montages from a checkpoint and UMs",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="training checkpoint (checkpoints/last.pt)")
+    p.add_argument("inputs", nargs="*", metavar="INPUTS", help="montage files or folders (or UMs with --ums)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--ums", action="store_true", help="INPUTS are UMs, not montages")
+    p.add_argument("--phantom", type=int, metavar="N", help="use N phantom montages instead of INPUTS")
+    p.add_argument("--phantom-size", type=int, default=None, metavar="S",
+                   help="phantom montage size (default: the checkpoint's data.phantom_size)")
+    p.add_argument("--phantom-seed", type=int, default=1000, help="phantom cohort seed (default 1000)")
+    p.add_argument("--requantize", type=int, default=None, metavar="STEP", help="UM quantization step")
+    p.add_argument("--jitter", type=float, default=0.0, metavar="G", help="superpixel intensity jitter")
+    p.add_argument("--reseed", action="store_true", help="UMs from new SLIC seeds")
+    p.add_argument("--variants", type=int, default=1, metavar="K", help="images per input (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the variety options (default 0)")
+    p.add_argument("--batch-size", type=int, default=4, help="images per generator call (default 4)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast on CUDA")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Run ``umsynth synthesize``."""
+    from umsynth.synth import Variety, load_generator, synthesize
+
+    variety = Variety(requantize=args.requantize, jitter=args.jitter, reseed=args.reseed,
+                      variants=args.variants, seed=args.seed)
+    if args.phantom is not None:
+        if args.inputs:
+            raise ValueError("give INPUTS or --phantom N, not both")
+        if args.phantom < 1:
+            raise ValueError(f"--phantom must be >= 1, got {args.phantom}")
+        from umsynth.data.datasets import MontageDataset
+        from umsynth.data.phantom import phantom_cohort
+
+        _, cfg = load_generator(args.checkpoint, "cpu")
+        size = args.phantom_size or cfg.data.phantom_size
+        cohort = phantom_cohort(args.phantom, size, args.phantom_seed, 1.0)
+        inputs = MontageDataset.from_cohort(cohort, "all", tr=cfg.data.tr)
+    elif args.inputs:
+        inputs = args.inputs
+    else:
+        raise ValueError("no inputs: give montage files or folders, or --phantom N")
+    done = synthesize(args.checkpoint, inputs, args.out, variety=variety, batch_size=args.batch_size,
+                      device=args.device, amp=args.amp, inputs_are="ums" if args.ums else "images",
+                      progress=not args.no_progress)
+    print(f"umsynth synthesize: {len(done)} images written to {args.out}")
+    return 0

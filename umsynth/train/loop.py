@@ -1,0 +1,579 @@
+"""The two-phase semi-supervised training loop of SemiCS2 (method.md §4), corrected.
+
+Each iteration runs
+
+1. the **labelled phase** on one labelled batch: a generator update with
+   ``GAN + lambda_feat * FM + lambda_l1 * L1 + lambda_seg * (Dice + CE)`` and a
+   discriminator update, both computed with the same discriminator weights (pix2pixHD's
+   three passes: synthetic detached, real, synthetic);
+2. from epoch ``train.unlabelled_start_epoch`` on, the **unlabelled phase** on one unlabelled
+   batch: a frozen snapshot of the generator (refreshed every ``train.pseudo_refresh_epochs``
+   epochs) draws the pseudo-label (the argmax over its class logits); the generator loss is
+   ``GAN + FM + L1`` against the real CT plus ``lambda_pseudo * (Dice + CE)`` counted only on
+   pixels where the discriminator's upsampled full-resolution score of the synthetic image
+   exceeds ``loss.confidence_threshold``. Other pixels are left out of the loss (never
+   relabelled as background); if none passes, the term is 0.
+
+An epoch is ``train.steps_per_epoch`` iterations (default: one pass over the larger set in
+use; the smaller set is cycled). The learning rate follows pix2pixHD (constant for
+``optim.niter`` epochs, then linear to 0 over ``optim.niter_decay``).
+
+Mask-guided baseline (``model.conditioning = "mask"``, the paper's V2M2I): the generator
+sees the manual segmentation, which unlabelled images do not have, so they are excluded
+and only the labelled phase runs. Both modes see the same labelled images (the same
+annotation budget) for the same number of epochs and steps; only the UM model also learns
+from the unlabelled images, which is the point of the method.
+
+Devices: the same call runs on the CPU, one GPU, or under ``torchrun`` with DDP: when
+``WORLD_SIZE > 1`` the process group is initialised from the environment (NCCL on GPUs,
+Gloo on the CPU) and each process reads its own shard of every batch
+(``DistributedSampler``). Losses are per-sample means averaged over the batch, so the
+averaged DDP gradient equals the gradient over the whole global batch.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from umsynth.models import (MultiscaleDiscriminator, MultiTaskGenerator, PerceptualLoss, confidence_mask,
+                            feature_matching_loss, gan_loss, l1_loss, segmentation_loss)
+from umsynth.train.checkpoint import load_checkpoint, pix2pixhd_lr, rng_state, save_checkpoint, set_rng_state
+from umsynth.train.conditioning import conditioning_channels, conditioning_input
+from umsynth.train.config import Config, config_from_dict, config_to_dict, validate
+
+__all__ = ["train", "build_generator", "build_discriminator", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "last.pt"
+_KEYS = {"um": (torch.float32, 3), "edges": (torch.float32, 3), "ct": (torch.float32, 3),
+         "seg": (torch.int64, 2), "has_label": (torch.bool, 0), "index": (torch.int64, 0)}
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def build_generator(cfg: Config) -> MultiTaskGenerator:
+    """The generator described by ``cfg.model``."""
+    m, g = cfg.model, cfg.model.generator
+    return MultiTaskGenerator(conditioning_channels(m.conditioning, m.n_classes, m.use_edges), m.n_classes,
+                              g.ngf, g.n_downsample, g.n_blocks, g.norm, g.n_local_enhancers, g.n_blocks_local)
+
+
+def build_discriminator(cfg: Config) -> MultiscaleDiscriminator:
+    """The discriminator described by ``cfg.model`` (conditioning + 1 CT channel in)."""
+    m, d = cfg.model, cfg.model.discriminator
+    return MultiscaleDiscriminator(conditioning_channels(m.conditioning, m.n_classes, m.use_edges) + 1,
+                                   d.ndf, d.n_layers, d.num_D, d.norm)
+
+
+def _check_item(item, name: str) -> None:
+    """The dataset contract: a dict of tensors with these dtypes and ranks."""
+    if not isinstance(item, dict):
+        raise TypeError(f"{name}: items must be dicts of tensors, got {type(item).__name__}")
+    for key, (dtype, ndim) in _KEYS.items():
+        v = item.get(key)
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"{name}: item key {key!r} must be a torch tensor, got {type(v).__name__}")
+        if v.dtype != dtype or v.ndim != ndim:
+            raise ValueError(f"{name}: item {key!r} must be {dtype} with {ndim} dims, got {v.dtype} {tuple(v.shape)}")
+    h, w = item["ct"].shape[-2:]
+    for key in ("um", "edges", "ct"):
+        if item[key].shape != (1, h, w):
+            raise ValueError(f"{name}: item {key!r} has shape {tuple(item[key].shape)}, expected (1, {h}, {w})")
+    if item["seg"].shape != (h, w):
+        raise ValueError(f"{name}: item 'seg' has shape {tuple(item['seg'].shape)}, expected ({h}, {w})")
+
+
+def _identities(ds) -> tuple[str, set]:
+    """What identifies a dataset's images across datasets, and the set of them.
+
+    Case names (folder datasets), else ``source_index`` (the position in the cohort or
+    folder the images came from), else the items' ``"index"``.
+    """
+    names = getattr(ds, "names", None)
+    if names is not None:
+        return "names", set(names)
+    src = getattr(ds, "source_index", None)
+    if src is not None:
+        return "source_index", {int(i) for i in src}
+    return "index", {int(ds[i]["index"]) for i in range(len(ds))}
+
+
+def _check_disjoint(labelled, unlabelled) -> None:
+    """Refuse overlapping sets: the original's labelled and unlabelled index ranges overlapped."""
+    kind_l, ids_l = _identities(labelled)
+    kind_u, ids_u = _identities(unlabelled)
+    if kind_l != kind_u:
+        return  # different kinds of source: nothing comparable
+    both = ids_l & ids_u
+    if both:
+        raise ValueError(f"labelled and unlabelled datasets share {len(both)} image(s) ({kind_l} "
+                         f"{sorted(both)[:5]}); they must be disjoint")
+
+
+class _ResumableSampler(DistributedSampler):
+    """DistributedSampler that can start part-way through a pass (exact resume)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.start = 0
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.start:])
+
+    def __len__(self):
+        return super().__len__() - self.start
+
+
+class _Stream:
+    """An endless, resumable sequence of batches from one dataset (a new shuffle each pass)."""
+
+    def __init__(self, ds, batch_size: int, world: int, rank: int, seed: int, num_workers: int, name: str):
+        per_rank = math.ceil(len(ds) / world)
+        if per_rank < batch_size:
+            raise ValueError(f"{name} dataset has {len(ds)} images: fewer than batch_size={batch_size} "
+                             f"per process ({world} process(es))")
+        self.sampler = _ResumableSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        self.loader = DataLoader(ds, batch_size=batch_size, sampler=self.sampler, drop_last=True,
+                                 num_workers=num_workers, generator=torch.Generator().manual_seed(seed))
+        self.batches_per_pass = per_rank // batch_size
+        self.batch_size = batch_size
+        self.passes, self.pos = 0, 0
+        self._it = None
+
+    def state(self) -> dict:
+        return {"passes": self.passes, "pos": self.pos}
+
+    def load(self, st: dict) -> None:
+        self.passes, self.pos, self._it = int(st["passes"]), int(st["pos"]), None
+
+    def next(self) -> dict:
+        if self.pos >= self.batches_per_pass:
+            self.passes, self.pos, self._it = self.passes + 1, 0, None
+        if self._it is None:
+            self.sampler.set_epoch(self.passes)
+            if hasattr(self.loader.dataset, "set_epoch"):  # new augmentations each pass
+                self.loader.dataset.set_epoch(self.passes)
+            self.sampler.start = self.pos * self.batch_size
+            self._it = iter(self.loader)
+        self.pos += 1
+        return next(self._it)
+
+
+def _dist_setup(device_name: str):
+    """(world, rank, device, owns_group): from torchrun's environment when WORLD_SIZE > 1."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device_name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={device_name!r} but no CUDA device is usable")
+    if world <= 1:
+        return 1, 0, device, False
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    owns = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        owns = True
+    return dist.get_world_size(), dist.get_rank(), device, owns
+
+
+def _versions(world: int, device) -> dict:
+    import umsynth
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform(), "umsynth": umsynth.__version__,
+           "torch": str(torch.__version__), "numpy": np.__version__, "cuda": torch.version.cuda,
+           "device": str(device), "world_size": world}
+    for mod in ("scipy", "skimage", "yaml", "tensorboard", "safetensors"):
+        try:
+            out[mod] = str(__import__(mod).__version__)
+        except Exception:  # optional packages: record what is there
+            out[mod] = None
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def _write_yaml(path: Path, data: dict) -> None:
+    import yaml
+
+    from umsynth.data.io import atomic_write
+
+    text = yaml.safe_dump(data, sort_keys=False)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _to_uint8(x: torch.Tensor, lo: float, hi: float) -> np.ndarray:
+    return (((x.float().clamp(lo, hi) - lo) / (hi - lo)) * 255).round().byte().cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class _Run:
+    """Everything one training run holds; ``train`` below is its only user."""
+
+    def __init__(self, cfg: Config, labelled, unlabelled, out_dir: Path, progress: bool):
+        self.cfg, self.out = cfg, out_dir
+        t = cfg.train
+        self.world, self.rank, self.device, self.owns_group = _dist_setup(t.device)
+        self.main = self.rank == 0
+        self.progress = progress and self.main
+        self.use_unlabelled = (cfg.model.conditioning == "um" and unlabelled is not None and len(unlabelled) > 0)
+        self.excluded = 0 if unlabelled is None or self.use_unlabelled else len(unlabelled)
+        self.amp = None
+        if self.device.type == "cuda" and t.amp != "none":
+            self.amp = torch.bfloat16 if t.amp == "bf16" else torch.float16
+        cl = self.device.type == "cuda" if t.channels_last is None else t.channels_last
+        self.memory_format = torch.channels_last if cl else torch.contiguous_format
+        torch.manual_seed(t.seed)  # the same initial weights on every process
+        self.G = build_generator(cfg).to(self.device, memory_format=self.memory_format)
+        self.gan = cfg.loss.gan != "none"
+        self.D = build_discriminator(cfg).to(self.device, memory_format=self.memory_format) if self.gan else None
+        o = cfg.optim
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr, betas=(o.beta1, o.beta2)) if self.gan else None
+        fp16 = self.amp == torch.float16
+        self.scaler_G = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.scaler_D = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.perceptual = None
+        if cfg.loss.perceptual_weights and cfg.loss.lambda_perceptual > 0:
+            self.perceptual = PerceptualLoss(cfg.loss.perceptual_weights).to(self.device)
+        self.snapshot: MultiTaskGenerator | None = None
+        self.G_run, self.D_run, self.D_frozen = self._wrap()
+        self.lab = _Stream(labelled, cfg.data.batch_size, self.world, self.rank, t.seed, cfg.data.num_workers,
+                           "labelled")
+        self.unl = (_Stream(unlabelled, cfg.data.batch_size, self.world, self.rank, t.seed + 1,
+                            cfg.data.num_workers, "unlabelled") if self.use_unlabelled else None)
+        self.steps_per_epoch = t.steps_per_epoch or max(self.lab.batches_per_pass,
+                                                        self.unl.batches_per_pass if self.unl else 0)
+        self.epochs = o.niter + o.niter_decay
+        self.epoch, self.step_in_epoch, self.step = 0, 0, 0
+        self.history: list[dict] = []
+        n = min(4, len(labelled))
+        self.fixed = torch.utils.data.default_collate([labelled[i] for i in range(n)])
+        self.writer = None
+
+    def _wrap(self):
+        G_run, D_run, D_frozen = self.G, self.D, self.D
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            lo = self.cfg.loss
+            ct_used = self.gan or lo.lambda_l1 > 0 or self.perceptual is not None
+            seg_used = lo.lambda_seg > 0 and (lo.lambda_pseudo > 0 or not self.use_unlabelled)
+            G_run = DDP(self.G, device_ids=ids, find_unused_parameters=not (ct_used and seg_used))
+            D_run = DDP(self.D, device_ids=ids) if self.gan else None
+        if self.cfg.train.compile:
+            G_run = torch.compile(G_run)
+            D_run = torch.compile(D_run) if self.gan else None
+            D_frozen = torch.compile(self.D) if self.gan else None
+        return G_run, D_run, D_frozen
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> dict:
+        return {
+            "format": 1,
+            "config": config_to_dict(self.cfg),
+            "generator": self.G.state_dict(),
+            "discriminator": self.D.state_dict() if self.gan else {},
+            "snapshot": self.snapshot.state_dict() if self.snapshot is not None else {},
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict() if self.gan else {},
+            "scaler_G": self.scaler_G.state_dict(),
+            "scaler_D": self.scaler_D.state_dict(),
+            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "step": self.step,
+            "streams": {"labelled": self.lab.state(), "unlabelled": self.unl.state() if self.unl else {}},
+            "rng": rng_state(),
+            "history": self.history,
+            "world_size": self.world,
+        }
+
+    def load(self, st: dict) -> None:
+        saved = config_from_dict(st["config"])
+        if config_to_dict(saved.model) != config_to_dict(self.cfg.model):
+            raise ValueError("the checkpoint's model section differs from this config's; resume with the same model")
+        if int(st.get("world_size", 1)) != self.world:
+            raise ValueError(f"the checkpoint was written by {st.get('world_size')} process(es), this run has "
+                             f"{self.world}: the data order could not continue exactly")
+        self.G.load_state_dict(st["generator"])
+        self.opt_G.load_state_dict(st["opt_G"])
+        self.scaler_G.load_state_dict(st["scaler_G"])
+        if self.gan:
+            self.D.load_state_dict(st["discriminator"])
+            self.opt_D.load_state_dict(st["opt_D"])
+            self.scaler_D.load_state_dict(st["scaler_D"])
+        if st["snapshot"]:
+            self._refresh_snapshot()
+            self.snapshot.load_state_dict(st["snapshot"])
+        self.epoch, self.step_in_epoch, self.step = int(st["epoch"]), int(st["step_in_epoch"]), int(st["step"])
+        self.lab.load(st["streams"]["labelled"])
+        if self.unl is not None and st["streams"]["unlabelled"]:
+            self.unl.load(st["streams"]["unlabelled"])
+        self.history = list(st["history"])
+        set_rng_state(st["rng"])
+
+    def save(self) -> Path | None:
+        if not self.main:
+            return None
+        return save_checkpoint(self.state(), self.out / "checkpoints" / CHECKPOINT_NAME)
+
+    # ------------------------------------------------------------------ one phase
+
+    def _refresh_snapshot(self) -> None:
+        if self.snapshot is None:
+            self.snapshot = copy.deepcopy(self.G).requires_grad_(False)
+        else:
+            self.snapshot.load_state_dict(self.G.state_dict())
+        self.snapshot.eval()
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
+
+    def _prepare(self, batch: dict):
+        m = self.cfg.model
+        cond = conditioning_input(batch, m.conditioning, m.n_classes, m.use_edges)
+        cond = cond.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        real = batch["ct"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        return cond, real
+
+    def _phase(self, batch: dict, labelled: bool) -> dict:
+        """One generator and one discriminator update on ``batch``; returns the loss values."""
+        lo = self.cfg.loss
+        cond, real = self._prepare(batch)
+        out: dict[str, float] = {}
+        if labelled:
+            if not bool(batch["has_label"].all()):
+                raise ValueError("the labelled dataset yielded an item with has_label=False")
+            target, weight, tag = batch["seg"].to(self.device), lo.lambda_seg, "seg"
+        else:
+            with torch.no_grad(), self._autocast():
+                target = self.snapshot(cond)[1].argmax(1)
+            weight, tag = lo.lambda_pseudo, "pseudo"
+        with self._autocast():
+            fake, logits = self.G_run(cond)
+
+        # pix2pixHD's order: both losses see the same discriminator (three passes: synthetic
+        # detached, real, synthetic); D's gradients are computed first, its step comes last
+        terms: dict[str, torch.Tensor] = {}
+        valid = None
+        if self.gan:
+            self.D.requires_grad_(True)
+            with self._autocast():
+                scores = self.D_run(torch.cat([torch.cat([cond, fake.detach()], 1), torch.cat([cond, real], 1)]))
+            s_pool = [[f.chunk(2)[0] for f in s] for s in scores]
+            s_real = [[f.chunk(2)[1].detach() for f in s] for s in scores]
+            loss_D = 0.5 * (gan_loss(s_pool, False, lo.gan) + gan_loss([[f.chunk(2)[1] for f in s] for s in scores],
+                                                                        True, lo.gan)).mean()
+            self.opt_D.zero_grad(set_to_none=True)
+            self.scaler_D.scale(loss_D).backward()
+            out["D"] = loss_D.item()
+            self.D.requires_grad_(False)  # the generator's pass must not touch D's gradients
+            with self._autocast():
+                s_fake = self.D_frozen(torch.cat([cond, fake], 1))
+            if lo.lambda_gan > 0:
+                terms["G_gan"] = lo.lambda_gan * gan_loss(s_fake, True, lo.gan, for_discriminator=False)
+            if lo.lambda_feat > 0:
+                terms["G_feat"] = lo.lambda_feat * feature_matching_loss(s_fake, s_real, self.D.n_layers)
+            if not labelled:
+                valid = confidence_mask(s_fake, tuple(real.shape[-2:]), lo.confidence_threshold)
+        if lo.lambda_l1 > 0:
+            terms["G_l1"] = lo.lambda_l1 * l1_loss(fake, real)
+        if self.perceptual is not None:
+            terms["G_perc"] = lo.lambda_perceptual * self.perceptual(fake, real)
+        if weight > 0 and (lo.dice or lo.ce):
+            terms[f"G_{tag}"] = weight * segmentation_loss(logits, target, valid, lo.dice, lo.ce, lo.dice_smooth)
+        if not terms:
+            raise ValueError("every generator loss term is switched off")
+        loss_G = sum(terms.values()).mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        self.scaler_G.scale(loss_G).backward()
+        self.scaler_G.step(self.opt_G)
+        self.scaler_G.update()
+        if self.gan:
+            self.D.requires_grad_(True)
+            self.scaler_D.step(self.opt_D)
+            self.scaler_D.update()
+        sfx = "" if labelled else "_u"
+        out.update({k + sfx: v.mean().item() for k, v in terms.items()})
+        out["G" + sfx] = loss_G.item()
+        if valid is not None:
+            out["valid_fraction"] = valid.float().mean().item()
+        if "D" in out and not labelled:
+            out["D_u"] = out.pop("D")
+        return out
+
+    # ------------------------------------------------------------------ logging
+
+    def _samples(self) -> None:
+        """Write the fixed batch's grid (UM | real | synthetic | real seg | synthetic seg)."""
+        from umsynth.data.io import write_png
+
+        was = self.G.training
+        self.G.eval()
+        with torch.no_grad(), self._autocast():
+            cond, real = self._prepare(self.fixed)
+            fake, logits = self.G(cond)
+        self.G.train(was)
+        k = self.cfg.model.n_classes - 1
+        first = self.fixed["um"][:, 0] if self.cfg.model.conditioning == "um" else self.fixed["seg"].float() / k * 2 - 1
+        cols = [first, real[:, 0].cpu(), fake[:, 0].float().cpu(),
+                self.fixed["seg"].float() / k * 2 - 1, logits.argmax(1).float().cpu() / k * 2 - 1]
+        rows = [np.concatenate([_to_uint8(c[i], -1.0, 1.0) for c in cols], axis=1) for i in range(len(first))]
+        grid = np.concatenate(rows, axis=0)
+        d = self.out / "samples"
+        d.mkdir(parents=True, exist_ok=True)
+        write_png(d / f"step_{self.step:07d}.png", grid)
+        if self.writer is not None:
+            self.writer.add_image("samples/um_real_fake_seg_fakeseg", grid, self.step, dataformats="HW")
+
+    def _open_writer(self) -> None:
+        if not (self.main and self.cfg.train.tensorboard):
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step)
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        t, o = self.cfg.train, self.cfg.optim
+        total = self.epochs * self.steps_per_epoch
+        if t.max_steps is not None:
+            total = min(total, t.max_steps)
+        self._open_writer()
+        bar = tqdm(total=total, initial=min(self.step, total), desc="train", unit="it", disable=not self.progress,
+                   file=sys.stderr, dynamic_ncols=True)
+        t0, start_step = time.perf_counter(), self.step
+        done = False
+        while self.epoch < self.epochs and not done:
+            lr = pix2pixhd_lr(self.epoch, o.lr, o.niter, o.niter_decay)
+            for opt in (self.opt_G, self.opt_D):
+                for group in (opt.param_groups if opt is not None else ()):
+                    group["lr"] = lr
+            semi = self.unl is not None and self.epoch >= t.unlabelled_start_epoch
+            if semi and self.step_in_epoch == 0 and (
+                    self.snapshot is None or (self.epoch - t.unlabelled_start_epoch) % t.pseudo_refresh_epochs == 0):
+                self._refresh_snapshot()
+            while self.step_in_epoch < self.steps_per_epoch:
+                if self.step >= total:
+                    done = True
+                    break
+                losses = self._phase(self.lab.next(), labelled=True)
+                if semi:
+                    losses.update(self._phase(self.unl.next(), labelled=False))
+                self.step += 1
+                self.step_in_epoch += 1
+                for k, v in losses.items():
+                    if not math.isfinite(v):
+                        raise FloatingPointError(f"loss {k} is {v} at step {self.step}; "
+                                                 "lower optim.lr or check the data")
+                self.history.append({"step": self.step, "epoch": self.epoch, "lr": lr, **losses})
+                bar.update(1)
+                self._log(losses, bar)
+                if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+                    self.save()
+            else:
+                self.epoch += 1
+                self.step_in_epoch = 0
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        path = self.save()
+        if self.main and (t.sample_every or self.writer is not None):
+            self._samples()
+        if self.writer is not None:
+            self.writer.close()
+        return {"steps": self.step, "epochs_done": self.epoch, "history": self.history,
+                "checkpoint": str(path) if path else None, "out_dir": str(self.out),
+                "seconds": elapsed, "steps_run": self.step - start_step,
+                "unlabelled_excluded": self.excluded, "world_size": self.world, "device": str(self.device),
+                "generator": self.G}
+
+    def _log(self, losses: dict, bar) -> None:
+        t = self.cfg.train
+        if not self.main:
+            return
+        if self.step % t.log_every == 0 or self.step == 1:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+            if self.writer is not None:
+                for k, v in losses.items():
+                    self.writer.add_scalar(f"loss/{k}", v, self.step)
+        if t.sample_every and self.step % t.sample_every == 0:
+            self._samples()
+
+
+def train(config: Config, labelled: Dataset, unlabelled: Dataset | None = None,
+          out_dir: str | os.PathLike = "runs/umsynth", *, resume: bool | str | os.PathLike = False,
+          progress: bool | None = None) -> dict:
+    """Train the multi-task generator semi-supervised (method.md §4).
+
+    Parameters
+    ----------
+    config : Config
+        The run's configuration (:func:`umsynth.train.load_config`).
+    labelled : Dataset
+        Items as :class:`umsynth.data.datasets.MontageDataset` yields them, all with a
+        manual segmentation.
+    unlabelled : Dataset or None
+        Images without segmentations; must not share an ``"index"`` with ``labelled``
+        (when both come from the same source). Ignored (excluded) in "mask" mode.
+    out_dir : path-like
+        Receives ``config.yaml`` (the resolved config), ``versions.yaml``,
+        ``checkpoints/last.pt``, ``samples/*.png`` and ``tensorboard/``.
+    resume : bool or path-like
+        True: continue from ``out_dir/checkpoints/last.pt``; a path: from that file.
+    progress : bool or None
+        Show the tqdm bar (None: ``config.train.progress``).
+
+    Returns
+    -------
+    dict
+        ``steps``, ``history`` (one dict of loss values per iteration), ``checkpoint``,
+        ``seconds``, ``generator`` (the trained module) and a few counts.
+    """
+    cfg = validate(copy.deepcopy(config))
+    if labelled is None or len(labelled) == 0:
+        raise ValueError("labelled dataset is empty: at least one labelled montage is needed")
+    _check_item(labelled[0], "labelled")
+    if unlabelled is not None and len(unlabelled):
+        _check_item(unlabelled[0], "unlabelled")
+        if tuple(unlabelled[0]["ct"].shape) != tuple(labelled[0]["ct"].shape):
+            raise ValueError(f"labelled and unlabelled images differ in size: {tuple(labelled[0]['ct'].shape)} "
+                             f"vs {tuple(unlabelled[0]['ct'].shape)}")
+        _check_disjoint(labelled, unlabelled)
+    out = Path(out_dir)
+    run = _Run(cfg, labelled, unlabelled, out, cfg.train.progress if progress is None else bool(progress))
+    try:
+        if resume:
+            path = out / "checkpoints" / CHECKPOINT_NAME if resume is True else Path(resume)
+            run.load(load_checkpoint(path, map_location=run.device))
+        if run.main:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_yaml(out / "config.yaml", config_to_dict(cfg))
+            _write_yaml(out / "versions.yaml", _versions(run.world, run.device))
+        return run.run()
+    finally:
+        if run.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
