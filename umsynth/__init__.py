@@ -10,6 +10,7 @@ from umsynth._config import get_num_threads, set_num_threads, show_config
 from umsynth.masks import slic, unsupervised_mask
 from umsynth.frechet import (
     frechet_distance,
+    frechet_distance_batch,
     frechet_distance_features,
     frechet_distance_from_stats,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "slic",
     "unsupervised_mask",
     "frechet_distance",
+    "frechet_distance_batch",
     "frechet_distance_from_stats",
     "frechet_distance_features",
     "FeatureStats",
