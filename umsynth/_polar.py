@@ -76,7 +76,7 @@ class PolarConfig:
 
 def floor_abs(base, k: int):
     """Rounding floor of FD = base - 2 t: below it no certificate is asked for."""
-    return 16.0 * np.sqrt(k) * _EPS * base
+    return float(16.0 * np.sqrt(k) * _EPS) * base
 
 
 def _raise_unconverged(iters: np.ndarray, bound: np.ndarray, t: np.ndarray, base: np.ndarray,
@@ -150,10 +150,10 @@ def nuclear_norms_gpu(ops, m, base, config: PolarConfig):
         y = ops.zeros((batch, rows, k))
         g = ops.zeros((batch, k, k))
         terms = ops.zeros((batch, 2))
-        t = ops.zeros(batch)
-        bound = ops.zeros(batch)
-        active = ops.zeros(batch, "uint8") + pos
-        iters = ops.full(batch, -1, "int32")
+        t = ops.zeros((batch,))
+        bound = ops.zeros((batch,))
+        active = ops.zeros((batch,), "uint8") + pos
+        iters = ops.full((batch,), -1, "int32")
         iters = ops.where(pos, iters, iters * 0)
         base = ops.contiguous(base)
         floor = ops.contiguous(floor_abs(base, k))
