@@ -1,4 +1,4 @@
-"""Exact Fréchet distance between Gaussians, on the CPU, without a matrix square root.
+"""Exact Fréchet distance between Gaussians, without a matrix square root.
 
 The Fréchet (2-Wasserstein) distance between N(mu1, S1) and N(mu2, S2) is
 
@@ -24,6 +24,11 @@ never negative beyond rounding:
 - the nuclear norm of B = F1^T F2 comes from the eigenvalues of the symmetric Gram matrix
   B^T B when an a-posteriori error estimate allows it, else from the singular values of B
   (see :func:`frechet_distance`).
+
+``method="polar"`` takes the nuclear norm from a float64 polar iteration of matrix products
+with a certified error bound instead (umsynth._polar): the algorithm of the CUDA kernel, which
+torch CUDA tensors and CuPy arrays go through on their device (umsynth._frechet_device), and
+:func:`frechet_distance_batch` computes a whole table of distances in one batched call.
 """
 from __future__ import annotations
 
