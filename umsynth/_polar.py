@@ -21,6 +21,11 @@ Algorithm, for each M (m x k, transposed so that m >= k):
    accepted when ``2 e <= rtol * (base - 2 t - 2 e)``, or when ``2 e`` is below the
    rounding floor ``16 sqrt(k) eps base`` (identical inputs, FD ~ 0).
 4. A problem that is not certified after ``max_iter`` steps raises ConvergenceError.
+
+Rounding: the traces are float64 sums, so t carries an error of a few eps * t whatever the
+route; FD = base - 2 t is then accurate to about eps * base / FD relative. Measured against
+closed forms: 5e-9 at FD = 4e-8 of the traces, 2.5e-6 at 4e-10 (LAPACK's SVD route: 4e-7
+there). Below the floor of step 3 the certificate is absolute, not relative.
 """
 from __future__ import annotations
 
