@@ -24,7 +24,7 @@ def rel(got: float, want: float) -> float:
 
 def composed(x: np.ndarray, steps: int, ell0: float = 1e-14) -> np.ndarray:
     """f_steps(x): the scalar map the iteration applies to each scaled singular value."""
-    a, b, _ = _cpu.polar_schedule(ell0, steps)
+    a, b, _, _ = _cpu.polar_schedule(ell0, steps)
     for i in range(steps):
         x = a[i] * x - b[i] * x ** 3
     return x
@@ -34,10 +34,15 @@ def composed(x: np.ndarray, steps: int, ell0: float = 1e-14) -> np.ndarray:
 
 
 def test_schedule_cubics_are_optimal_and_normalised():
-    a, b, ell = _cpu.polar_schedule(1e-14, 60)
-    assert ell[0] == 1e-14 and np.all(np.diff(ell) >= 0) and ell[-1] == 1.0
+    a, b, ell, floor = _cpu.polar_schedule(1e-14, 60)
+    # two phases from 1e-7 (1e-7 * 1e-7 = 1e-14), then Newton-Schulz
+    restart = int(np.flatnonzero(np.diff(ell) < 0)[0]) + 1
+    assert ell[0] == 1e-7 and ell[restart] == pytest.approx(1e-7, rel=1e-12)
+    assert ell[restart - 1] > 0.999 and ell[-1] == 1.0
+    assert np.all(np.diff(ell[:restart]) >= 0) and np.all(np.diff(ell[restart:]) >= 0)
+    assert np.all(floor[:restart] == 1e-7) and floor[restart:] == pytest.approx(1e-14, rel=1e-12)
     grid = np.linspace(0.0, 1.0, 200001)
-    for i in (0, 10, 30, 34, 59):
+    for i in (0, 10, 18, restart - 1, restart + 5, 59):
         p = a[i] * grid - b[i] * grid ** 3
         lo = ell[i]
         # max 1 on [0, 1] (at x_m^2 = (1 + l + l^2) / 3), equal values at l and 1
@@ -49,7 +54,7 @@ def test_schedule_cubics_are_optimal_and_normalised():
         else:  # cushioned: optimal on [0.1, 1], so 1 is not sent down to ~l
             assert at_lo < at_1 and at_1 > 0.2
             assert a[i] == pytest.approx(a[0], rel=1e-14) and a[i] > 2.4  # small values grow 2.47x
-        nxt = ell[i + 1] if i + 1 < len(ell) else 1.0
+        nxt = ell[i + 1] if i + 1 < len(ell) and i + 1 != restart else 1.0
         assert at_lo == pytest.approx(nxt, rel=1e-12)
         assert np.all(p[grid >= lo] >= at_lo * (1 - 1e-12))
     assert (a[-1], b[-1]) == pytest.approx((1.5, 0.5), rel=1e-12)  # Newton-Schulz at the end
@@ -84,11 +89,17 @@ def test_error_bound_formula_and_convergence_test():
     assert not _cpu.polar_converged(10.0, 4.0, -1.0, 1e-7, 1.0)
 
 
-@pytest.mark.parametrize("steps", [36, 38, 42, 60])
+_, _, _ELL, _ = _cpu.polar_schedule(1e-14, 80)
+# the first certifiable step of each phase, the last step of phase 1, and late Newton-Schulz
+_FIRST = np.flatnonzero((_ELL[1:] >= 0.5) & (_ELL[:-1] < 0.5)) + 1
+_CERT_STEPS = sorted({int(_FIRST[0]), int(_FIRST[1]), int(np.flatnonzero(np.diff(_ELL) < 0)[0]), 79})
+
+
+@pytest.mark.parametrize("steps", _CERT_STEPS)
 def test_error_bound_holds_for_any_spectrum(steps):
     """e = sum sigma (1 - f) <= bound(s) for spectra down to 1e-20, zeros included (scalar model)."""
     rng = np.random.default_rng(steps)
-    _, _, ell = _cpu.polar_schedule(1e-14, steps + 1)
+    _, _, ell, floor = _cpu.polar_schedule(1e-14, steps + 1)
     for spectrum in (np.logspace(0, -20, 300), np.r_[np.logspace(0, -3, 50), np.zeros(50)],
                      rng.uniform(0, 1, 200) ** 8, np.r_[1.0, np.full(99, 3e-15)]):
         alpha = np.sqrt(np.sum(spectrum ** 2))
@@ -96,7 +107,7 @@ def test_error_bound_holds_for_any_spectrum(steps):
         assert np.all((f >= 0) & (f <= 1 + 1e-15))
         e = np.sum(spectrum * (1 - f))
         s = np.sum(spectrum * f * (1 - f * f))
-        bound = _cpu.polar_error_bound(s, alpha, float(spectrum.size), ell[steps], 1e-14)
+        bound = _cpu.polar_error_bound(s, alpha, float(spectrum.size), ell[steps], floor[steps])
         assert bound >= 0 and e <= bound * (1 + 1e-9) + 1e-15 * alpha
 
 
@@ -178,7 +189,7 @@ def test_nearly_identical_samples_and_identical_inputs():
 def test_not_converging_raises():
     x1, x2 = relu_features(300, 64, seed=8), relu_features(300, 64, seed=9)
     (mu1, s1), (mu2, s2) = moments(x1), moments(x2)
-    for steps in (1, 20):  # 20: the interval has not reached 1/2, nothing is certified
+    for steps in (1, 10):  # 10: the interval is still below 1/2, nothing is certified
         with pytest.raises(_polar.ConvergenceError, match="not certified"):
             frechet_distance(mu1, s1, mu2, s2, method="polar", config=_polar.PolarConfig(max_iter=steps))
 

@@ -37,9 +37,10 @@ void need(const A& a, int64_t n, const char* name) {
 }
 
 py::tuple schedule_py(double ell0, int n) {
-  F64 a(n), b(n), ell(n);
-  ums::frechet::polar_schedule(ell0, n, a.mutable_data(), b.mutable_data(), ell.mutable_data());
-  return py::make_tuple(a, b, ell);
+  F64 a(n), b(n), ell(n), floor(n);
+  ums::frechet::polar_schedule(ell0, n, a.mutable_data(), b.mutable_data(), ell.mutable_data(),
+                               floor.mutable_data());
+  return py::make_tuple(a, b, ell, floor);
 }
 
 void step_py(F64 X, F64 XG, F64 M, double a, double b, U8 active, F64 terms, int threads) {
@@ -58,13 +59,13 @@ void step_py(F64 X, F64 XG, F64 M, double a, double b, U8 active, F64 terms, int
   ums::frechet::polar_step_cpu(batch, mk, x, xg, m, a, b, act, tr, threads);
 }
 
-void check_py(F64 terms, F64 base, F64 alpha, double k, double ell, double ell0, double rtol,
+void check_py(F64 terms, F64 base, F64 alpha, double k, double ell, double floor, double rtol,
               F64 floor_abs, int step, U8 active, F64 t_out, F64 bound_out, I32 iters) {
   const int64_t batch = active.size();
   need(terms, 2 * batch, "terms");
   for (auto* a : {&base, &alpha, &floor_abs, &t_out, &bound_out}) need(*a, batch, "per-problem array");
   need(iters, batch, "iters");
-  ums::frechet::polar_check_cpu(batch, terms.data(), base.data(), alpha.data(), k, ell, ell0, rtol,
+  ums::frechet::polar_check_cpu(batch, terms.data(), base.data(), alpha.data(), k, ell, floor, rtol,
                                 floor_abs.data(), step, active.mutable_data(), t_out.mutable_data(),
                                 bound_out.mutable_data(), iters.mutable_data());
 }
@@ -79,12 +80,12 @@ py::tuple terms_py(double x, double xg, double m) {
 
 void bind_frechet(py::module_& m) {
   m.def("polar_schedule", &schedule_py, py::arg("ell0"), py::arg("n"),
-        "(a, b, ell) of the first n steps of the polar iteration from the floor ell0.");
+        "(a, b, ell, floor) of the first n steps of the polar iteration for the floor ell0.");
   m.def("polar_step", &step_py, py::arg("X").noconvert(), py::arg("XG"), py::arg("M"), py::arg("a"), py::arg("b"),
         py::arg("active"), py::arg("terms").noconvert(), py::arg("threads"),
         "Epilogue of one step for a batch: X <- a X - b XG in place, terms = (t, s) per problem.");
   m.def("polar_check", &check_py, py::arg("terms"), py::arg("base"), py::arg("alpha"), py::arg("k"),
-        py::arg("ell"), py::arg("ell0"), py::arg("rtol"), py::arg("floor_abs"), py::arg("step"),
+        py::arg("ell"), py::arg("floor"), py::arg("rtol"), py::arg("floor_abs"), py::arg("step"),
         py::arg("active").noconvert(), py::arg("t_out").noconvert(), py::arg("bound_out").noconvert(),
         py::arg("iters").noconvert(), "Stopping test of one step for a batch (clears active where converged).");
   m.def("polar_update", &ums::frechet::polar_update);

@@ -43,12 +43,12 @@ void polar_step_cpu(int64_t batch, int64_t mk, double* X, const double* XG, cons
 }
 
 void polar_check_cpu(int64_t batch, const double* terms, const double* base, const double* alpha,
-                     double k, double ell, double ell0, double rtol, const double* floor_abs,
+                     double k, double ell, double floor, double rtol, const double* floor_abs,
                      int step, uint8_t* active, double* t_out, double* bound_out, int32_t* iters) {
   for (int64_t p = 0; p < batch; ++p) {
     if (!active[p]) continue;
     const double t = terms[2 * p], s = terms[2 * p + 1];
-    const double bound = polar_error_bound(s, alpha[p], k, ell, ell0);
+    const double bound = polar_error_bound(s, alpha[p], k, ell, floor);
     t_out[p] = t;
     bound_out[p] = bound;
     if (polar_converged(base[p], t, bound, rtol, floor_abs[p])) {

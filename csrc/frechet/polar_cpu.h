@@ -15,7 +15,7 @@ void polar_step_cpu(int64_t batch, int64_t mk, double* X, const double* XG, cons
 // Stopping test of step `step` for every active problem: on success stores t (the trace
 // of X_step) and its error bound, sets iters[p] = step and clears active[p].
 void polar_check_cpu(int64_t batch, const double* terms, const double* base, const double* alpha,
-                     double k, double ell, double ell0, double rtol, const double* floor_abs,
+                     double k, double ell, double floor, double rtol, const double* floor_abs,
                      int step, uint8_t* active, double* t_out, double* bound_out, int32_t* iters);
 
 }  // namespace frechet

@@ -160,13 +160,13 @@ __global__ void gemm_plain(const double* A, const double* B, int64_t rows, int64
 
 // Stopping test per problem; clears the partial traces for the next step.
 __global__ void check_kernel(int64_t batch, double* terms, const double* base, const double* alpha,
-                             double k, double ell, double ell0, double rtol, const double* floor_abs,
+                             double k, double ell, double floor, double rtol, const double* floor_abs,
                              int step, uint8_t* active, double* t_out, double* bound_out, int32_t* iters) {
   const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= batch || !active[p]) return;
   const double t = terms[2 * p], s = terms[2 * p + 1];
   terms[2 * p] = terms[2 * p + 1] = 0.0;
-  const double bound = polar_error_bound(s, alpha[p], k, ell, ell0);
+  const double bound = polar_error_bound(s, alpha[p], k, ell, floor);
   t_out[p] = t;
   bound_out[p] = bound;
   if (polar_converged(base[p], t, bound, rtol, floor_abs[p])) {
@@ -208,8 +208,8 @@ int polar_run_cuda(int64_t batch, int64_t m, int64_t k, uintptr_t M_, uintptr_t 
   double* G = reinterpret_cast<double*>(G_);
   double* terms = reinterpret_cast<double*>(terms_);
   uint8_t* active = reinterpret_cast<uint8_t*>(active_);
-  std::vector<double> a(max_iter), b(max_iter), ell(max_iter);
-  polar_schedule(ell0, max_iter, a.data(), b.data(), ell.data());
+  std::vector<double> a(max_iter), b(max_iter), ell(max_iter), floor(max_iter);
+  polar_schedule(ell0, max_iter, a.data(), b.data(), ell.data(), floor.data());
   check(cudaMemsetAsync(terms, 0, sizeof(double) * 2 * batch, st), "clearing traces");
   std::vector<uint8_t> host_active(batch);
   const int64_t mk = m * k, kk = k * k;
@@ -221,7 +221,7 @@ int polar_run_cuda(int64_t batch, int64_t m, int64_t k, uintptr_t M_, uintptr_t 
     const int tpb = 128;
     check_kernel<<<(unsigned)((batch + tpb - 1) / tpb), tpb, 0, st>>>(
         batch, terms, reinterpret_cast<const double*>(base_), reinterpret_cast<const double*>(alpha_), (double)k,
-        ell[step], ell0, rtol, reinterpret_cast<const double*>(floor_abs_), step, active,
+        ell[step], floor[step], rtol, reinterpret_cast<const double*>(floor_abs_), step, active,
         reinterpret_cast<double*>(t_out_), reinterpret_cast<double*>(bound_out_),
         reinterpret_cast<int32_t*>(iters_));
     check(cudaGetLastError(), "polar check launch");

@@ -14,8 +14,9 @@
 // below ell_0 (p(y) / y decreases and the iterates of x <= ell_0 stay below ell_j, where
 // p increases); the missing part of the trace,
 // e_k = sum sigma_i (1 - f_k(x_i)) >= 0, has the bound (see polar_error_bound)
-//     e_k <= 4/3 s_k + sqrt(4/3 k alpha s_k / L_k),   L_k = ell_k / ell_0,
-// valid once ell_k >= 1/2, whatever the spectrum (including values below ell_0).
+//     e_k <= 4/3 s_k + sqrt(4/3 k alpha s_k / L_k),   L_k = ell_k / floor_k,
+// valid once ell_k >= 1/2, whatever the spectrum (including values below ell_0); floor_k
+// is ell_0 for a single phase (see polar_schedule for restarts).
 #pragma once
 #include <cmath>
 
@@ -50,13 +51,37 @@ UMS_HD void polar_coefficients(double ell, double* a, double* b, double* ell_nex
   *ell_next = nxt < 1.0 ? nxt : 1.0;
 }
 
-// Coefficients of steps 0..n-1 from the design floor ell0: a[i], b[i] and the lower end
-// ell[i] of the interval that step i starts from (ell[0] = ell0). Host code, both launchers.
-inline void polar_schedule(double ell0, int n, double* a, double* b, double* ell) {
-  double l = ell0;
+// Floor of one phase of the schedule. A phase runs from its floor until its interval
+// reaches 1; if the floors so far have not reached ell0, the next phase restarts from
+// max(ell0 / (product of the floors so far), kPolarPhaseFloor). Easy spectra are then
+// certified at the end of the first phase (about 23 steps), and values down to ell0 stay
+// covered by later phases (about 46 steps for ell0 = 1e-14) instead of one long phase.
+constexpr double kPolarPhaseFloor = 1e-7;
+// Steps a phase goes on at ell = 1 (Newton-Schulz) before the next phase restarts: the
+// certificate's chances to stop there.
+constexpr int kPolarPhaseTail = 4;
+
+// Coefficients of steps 0..n-1 for the overall floor ell0: a[i], b[i], the lower end ell[i]
+// of the interval that step i starts from, and the floor[i] that the error bound of step i
+// divides it by. Phases compose: values below the current phase's floor have grown by at
+// least 1 / (product of the finished phases' floors), so floor[i] is the current phase's
+// floor times that product. Host code, used by both launchers.
+inline void polar_schedule(double ell0, int n, double* a, double* b, double* ell, double* floor) {
+  double done = 1.0;  // product of the floors of the finished phases
+  double start = ell0 > kPolarPhaseFloor ? ell0 : kPolarPhaseFloor;
+  double l = start;
+  int tail = 0;
   for (int i = 0; i < n; ++i) {
     ell[i] = l;
+    floor[i] = done * start;
     polar_coefficients(l, &a[i], &b[i], &l);
+    tail = l >= 1.0 ? tail + 1 : 0;
+    if (tail > kPolarPhaseTail && done * start > ell0 * (1.0 + 1e-9)) {  // ell0 not reached yet
+      done *= start;
+      start = ell0 / done > kPolarPhaseFloor ? ell0 / done : kPolarPhaseFloor;
+      l = start;
+      tail = 0;
+    }
   }
 }
 
@@ -76,10 +101,10 @@ UMS_HD PolarTerms polar_terms(double x, double xg, double m) { return PolarTerms
 // lie below ell_0 once ell_k >= 1/2, so f >= L x there, hence
 // sigma f (1 - f^2) >= 3/4 L sigma^2 / alpha, and Cauchy-Schwarz over at most k of them.
 // Negative when the step cannot be certified (ell_k < 1/2).
-UMS_HD double polar_error_bound(double s, double alpha, double k, double ell, double ell0) {
+UMS_HD double polar_error_bound(double s, double alpha, double k, double ell, double floor) {
   if (ell < 0.5) return -1.0;
   s = fabs(s);  // rounding can leave f a few ulps above 1
-  const double L = ell / ell0;
+  const double L = ell / floor;
   return (4.0 / 3.0) * s + sqrt((4.0 / 3.0) * k * alpha * s / L);
 }
 
