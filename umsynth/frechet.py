@@ -40,9 +40,10 @@ from umsynth import _frechet_device as _device
 from umsynth import _polar
 from umsynth._arrays import check_finite, to_numpy
 from umsynth._gpu import device_ops
+from umsynth._polar import ConvergenceError, PolarConfig
 
 __all__ = ["frechet_distance", "frechet_distance_batch", "frechet_distance_from_stats",
-           "frechet_distance_features", "METHODS"]
+           "frechet_distance_features", "METHODS", "PolarConfig", "ConvergenceError"]
 
 _EPS = np.finfo(np.float64).eps
 # A covariance is refused as non-symmetric beyond this relative difference (max |S - S^T| / max |S|).
@@ -134,14 +135,14 @@ def _cov_factor(s: np.ndarray, name: str) -> np.ndarray:
 def _check_method(method: str, config) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
-    if config is not None and not isinstance(config, _polar.PolarConfig):
+    if config is not None and not isinstance(config, PolarConfig):
         raise TypeError(f"config must be a PolarConfig, got {type(config).__name__}")
 
 
 def _polar_norms(m: np.ndarray, base: np.ndarray, config) -> np.ndarray:
     from umsynth._config import resolve_threads
 
-    return _polar.nuclear_norms_cpu(m, base, config or _polar.PolarConfig(), resolve_threads(None))
+    return _polar.nuclear_norms_cpu(m, base, config or PolarConfig(), resolve_threads(None))
 
 
 def _nuclear_norm(b: np.ndarray, base: float, method: str = "auto", config=None) -> float:
@@ -228,7 +229,7 @@ def _distance(mu1: np.ndarray, tr1: float, f1: np.ndarray, scale1: float,
 
 
 def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, method: str = "auto",
-                     config: "_polar.PolarConfig | None" = None) -> float:
+                     config: "PolarConfig | None" = None) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), exactly and fast.
 
     A drop-in for pytorch-fid's ``calculate_frechet_distance``: same arguments, a Python
@@ -261,7 +262,7 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, method: str =
         covariance that is not symmetric (``max|S - S^T| > 1e-8 max|S|``) or clearly not
         positive semi-definite (an eigenvalue below ``-1e-6`` times the largest magnitude),
         an unknown method, or GPU input where no CUDA device can run.
-    umsynth._polar.ConvergenceError
+    umsynth.ConvergenceError
         When the "polar" route cannot certify its result within ``config.max_iter`` steps.
 
     Notes
@@ -319,7 +320,7 @@ def _device_method(method: str) -> None:
 
 
 def frechet_distance_batch(mus1: Any, sigmas1: Any, mus2: Any, sigmas2: Any, method: str = "auto",
-                           config: "_polar.PolarConfig | None" = None) -> Any:
+                           config: "PolarConfig | None" = None) -> Any:
     """Fréchet distances of B pairs of Gaussians of one dimension, in one call.
 
     Parameters
@@ -341,7 +342,7 @@ def frechet_distance_batch(mus1: Any, sigmas1: Any, mus2: Any, sigmas2: Any, met
 
     Raises
     ------
-    ValueError, umsynth._polar.ConvergenceError
+    ValueError, umsynth.ConvergenceError
         As :func:`frechet_distance`; an error names the argument and the pair index.
     """
     _check_method(method, config)
@@ -370,7 +371,7 @@ def frechet_distance_batch(mus1: Any, sigmas1: Any, mus2: Any, sigmas2: Any, met
 
 
 def frechet_distance_features(x1: Any, x2: Any, method: str = "auto",
-                              config: "_polar.PolarConfig | None" = None) -> float:
+                              config: "PolarConfig | None" = None) -> float:
     """Fréchet distance between the Gaussians fitted to two feature sets.
 
     Parameters
@@ -423,7 +424,7 @@ def _check_features(x: Any, name: str) -> np.ndarray:
 
 
 def frechet_distance_from_stats(a: Any, b: Any, method: str = "auto",
-                                config: "_polar.PolarConfig | None" = None) -> float:
+                                config: "PolarConfig | None" = None) -> float:
     """Fréchet distance between two :class:`~umsynth.FeatureStats`.
 
     Parameters
