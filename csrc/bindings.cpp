@@ -14,6 +14,8 @@
 
 namespace py = pybind11;
 
+void bind_frechet(py::module_& m);  // csrc/frechet/frechet_bindings.cpp
+
 #ifdef UMS_CUDA_MODULE
 #include "slic/slic_cuda.h"
 
@@ -22,6 +24,7 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("device_status", &ums::cuda_device_status,
         "(usable, reason): whether a CUDA device can be used now");
   m.def("architectures", []() { return std::string(UMS_CUDA_ARCHS); });
+  bind_frechet(m);
 }
 
 #else
@@ -141,5 +144,6 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("slic_reference_f32", &slic_reference_py<float>);
   m.def("slic_reference_f64", &slic_reference_py<double>);
   m.def("enforce_connectivity_reference", &enforce_reference_py);
+  bind_frechet(m);
 }
 #endif

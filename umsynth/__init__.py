@@ -9,7 +9,10 @@ __version__ = "0.1.0"
 from umsynth._config import get_num_threads, set_num_threads, show_config
 from umsynth.masks import slic, unsupervised_mask
 from umsynth.frechet import (
+    ConvergenceError,
+    PolarConfig,
     frechet_distance,
+    frechet_distance_batch,
     frechet_distance_features,
     frechet_distance_from_stats,
 )
@@ -20,6 +23,9 @@ __all__ = [
     "slic",
     "unsupervised_mask",
     "frechet_distance",
+    "PolarConfig",
+    "ConvergenceError",
+    "frechet_distance_batch",
     "frechet_distance_from_stats",
     "frechet_distance_features",
     "FeatureStats",

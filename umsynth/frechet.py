@@ -1,4 +1,4 @@
-"""Exact Fréchet distance between Gaussians, on the CPU, without a matrix square root.
+"""Exact Fréchet distance between Gaussians, without a matrix square root.
 
 The Fréchet (2-Wasserstein) distance between N(mu1, S1) and N(mu2, S2) is
 
@@ -24,6 +24,11 @@ never negative beyond rounding:
 - the nuclear norm of B = F1^T F2 comes from the eigenvalues of the symmetric Gram matrix
   B^T B when an a-posteriori error estimate allows it, else from the singular values of B
   (see :func:`frechet_distance`).
+
+``method="polar"`` takes the nuclear norm from a float64 polar iteration of matrix products
+with a certified error bound instead (umsynth._polar): the algorithm of the CUDA kernel, which
+torch CUDA tensors and CuPy arrays go through on their device (umsynth._frechet_device), and
+:func:`frechet_distance_batch` computes a whole table of distances in one batched call.
 """
 from __future__ import annotations
 
@@ -31,9 +36,14 @@ from typing import Any
 
 import numpy as np
 
+from umsynth import _frechet_device as _device
+from umsynth import _polar
 from umsynth._arrays import check_finite, to_numpy
+from umsynth._gpu import device_ops
+from umsynth._polar import ConvergenceError, PolarConfig
 
-__all__ = ["frechet_distance", "frechet_distance_from_stats", "frechet_distance_features"]
+__all__ = ["frechet_distance", "frechet_distance_batch", "frechet_distance_from_stats",
+           "frechet_distance_features", "METHODS", "PolarConfig", "ConvergenceError"]
 
 _EPS = np.finfo(np.float64).eps
 # A covariance is refused as non-symmetric beyond this relative difference (max |S - S^T| / max |S|).
@@ -43,6 +53,10 @@ PSD_RTOL = 1e-6
 # The eigenvalue route for the nuclear norm is kept only when its estimated error is below
 # this fraction of the distance; measured errors are 100x to 1000x below the estimate.
 _EIG_ROUTE_RTOL = 1e-5
+# Routes for the nuclear norm: "auto" (gram, else svd, by the error estimate), "gram"
+# (eigenvalues of the Gram matrix only), "svd" (LAPACK singular values), "polar" (the GPU
+# algorithm: a float64 polar iteration of matrix products, umsynth._polar).
+METHODS = ("auto", "gram", "svd", "polar")
 
 
 # --------------------------------------------------------------------------- input checks
@@ -118,8 +132,24 @@ def _cov_factor(s: np.ndarray, name: str) -> np.ndarray:
     return v[:, keep] * np.sqrt(w[keep])
 
 
-def _nuclear_norm(b: np.ndarray, base: float) -> float:
+def _check_method(method: str, config) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if config is not None and not isinstance(config, PolarConfig):
+        raise TypeError(f"config must be a PolarConfig, got {type(config).__name__}")
+
+
+def _polar_norms(m: np.ndarray, base: np.ndarray, config) -> np.ndarray:
+    from umsynth._config import resolve_threads
+
+    return _polar.nuclear_norms_cpu(m, base, config or PolarConfig(), resolve_threads(None))
+
+
+def _nuclear_norm(b: np.ndarray, base: float, method: str = "auto", config=None) -> float:
     """Sum of the singular values of ``b``, for FD = base - 2 * result.
+
+    ``method`` "svd" and "polar" take that route directly; "gram" keeps the eigenvalue
+    route whatever its estimated error; "auto" is described below.
 
     First the eigenvalues of the smaller Gram matrix b^T b or b b^T (one symmetric
     eigenvalue solve: 2x to 3x faster than the SVD). An eigenvalue lambda has an error of
@@ -131,13 +161,17 @@ def _nuclear_norm(b: np.ndarray, base: float) -> float:
     """
     if b.size == 0:
         return 0.0
+    if method == "svd":
+        return float(np.linalg.svd(b, compute_uv=False).sum())
+    if method == "polar":
+        return float(_polar_norms(b[None], np.array([base]), config)[0])
     gram = b.T @ b if b.shape[1] <= b.shape[0] else b @ b.T
     lam = np.clip(np.linalg.eigvalsh(gram), 0.0, None)
     total = float(np.sqrt(lam).sum())
     delta = _EPS * float(lam[-1])
     with np.errstate(divide="ignore"):
         est = float(np.minimum(np.sqrt(delta), delta / (2.0 * np.sqrt(lam))).sum())
-    if 2.0 * est <= _EIG_ROUTE_RTOL * (base - 2.0 * total):
+    if method == "gram" or 2.0 * est <= _EIG_ROUTE_RTOL * (base - 2.0 * total):
         return total
     return float(np.linalg.svd(b, compute_uv=False).sum())
 
@@ -154,7 +188,7 @@ def _gram_factor(xc: np.ndarray) -> np.ndarray:
     n = xc.shape[0]
     r = np.sqrt(n)
     # rows 1.. of H xc, H = I - v v^T / (n + r), v = 1 + r e1
-    w = (xc.sum(axis=0) + r * xc[0]) / (n + r)
+    w = (xc.sum(0) + r * xc[0]) / (n + r)  # positional axis: numpy, torch and CuPy alike
     return (xc[1:] - w).T
 
 
@@ -177,14 +211,15 @@ def _feature_side(x: np.ndarray, name: str) -> tuple[np.ndarray, float, np.ndarr
 
 
 def _distance(mu1: np.ndarray, tr1: float, f1: np.ndarray, scale1: float,
-              mu2: np.ndarray, tr2: float, f2: np.ndarray, scale2: float) -> float:
+              mu2: np.ndarray, tr2: float, f2: np.ndarray, scale2: float,
+              method: str = "auto", config=None) -> float:
     """Assemble the distance from means, traces and scaled factors (see _feature_side)."""
     diff = mu1 - mu2
     base = float(diff @ diff) + tr1 + tr2
     b = f1.T @ f2
     if scale1 * scale2 != 1.0:
         b *= scale1 * scale2
-    fd = base - 2.0 * _nuclear_norm(b, base)
+    fd = base - 2.0 * _nuclear_norm(b, base, method, config)
     # sum sigma <= sqrt(tr1 tr2) <= (tr1 + tr2) / 2, so a negative value is rounding, or a
     # covariance indefinite within the accepted tolerance: either way the distance is 0
     return max(fd, 0.0)
@@ -193,7 +228,8 @@ def _distance(mu1: np.ndarray, tr1: float, f1: np.ndarray, scale1: float,
 # --------------------------------------------------------------------------- public API
 
 
-def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
+def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, method: str = "auto",
+                     config: "PolarConfig | None" = None) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), exactly and fast.
 
     A drop-in for pytorch-fid's ``calculate_frechet_distance``: same arguments, a Python
@@ -204,7 +240,15 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     mu1, mu2 : array_like, shape (d,)
         Means. numpy arrays or CPU torch tensors of any real dtype; computed in float64.
     sigma1, sigma2 : array_like, shape (d, d)
-        Covariances: symmetric positive semi-definite.
+        Covariances: symmetric positive semi-definite. torch CUDA tensors or CuPy arrays
+        (all four on one device) are computed there, by the "polar" route.
+    method : {"auto", "gram", "svd", "polar"}, optional
+        Route for ``tr sqrt(sigma1 sigma2) = ||F1^T F2||_*`` (see Notes): "auto" picks
+        "gram" or "svd" by an error estimate; "polar" is the GPU algorithm (a float64
+        polar iteration of matrix products with a certified error, ``umsynth._polar``),
+        run on the CPU for numpy input. GPU input accepts "auto" and "polar" only.
+    config : PolarConfig, optional
+        Settings of the "polar" route (certified relative error, step limit).
 
     Returns
     -------
@@ -216,7 +260,10 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     ValueError
         For shapes that do not match, a covariance that is not square, NaN or Inf, a
         covariance that is not symmetric (``max|S - S^T| > 1e-8 max|S|``) or clearly not
-        positive semi-definite (an eigenvalue below ``-1e-6`` times the largest magnitude).
+        positive semi-definite (an eigenvalue below ``-1e-6`` times the largest magnitude),
+        an unknown method, or GPU input where no CUDA device can run.
+    umsynth.ConvergenceError
+        When the "polar" route cannot certify its result within ``config.max_iter`` steps.
 
     Notes
     -----
@@ -249,6 +296,12 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     >>> round(frechet_distance(np.zeros(d), 4 * np.eye(d), np.ones(d), np.eye(d)), 12)
     8.0
     """
+    _check_method(method, config)
+    ops = device_ops(mu1, sigma1, mu2, sigma2)
+    if ops is not None:
+        _device_method(method)
+        fd = _device.distances(ops, *(a[None] for a in (mu1, sigma1, mu2, sigma2)), config)
+        return float(ops.to_numpy(fd)[0])
     mu1 = _check_mean(mu1, "mu1")
     mu2 = _check_mean(mu2, "mu2")
     if mu1.shape != mu2.shape:
@@ -258,10 +311,67 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     s2 = _check_cov(sigma2, "sigma2", d)
     f1 = _cov_factor(s1, "sigma1")
     f2 = _cov_factor(s2, "sigma2")
-    return _distance(mu1, float(np.trace(s1)), f1, 1.0, mu2, float(np.trace(s2)), f2, 1.0)
+    return _distance(mu1, float(np.trace(s1)), f1, 1.0, mu2, float(np.trace(s2)), f2, 1.0, method, config)
 
 
-def frechet_distance_features(x1: Any, x2: Any) -> float:
+def _device_method(method: str) -> None:
+    if method not in ("auto", "polar"):
+        raise ValueError(f"method={method!r} runs on the CPU only; GPU input takes 'auto' or 'polar'")
+
+
+def frechet_distance_batch(mus1: Any, sigmas1: Any, mus2: Any, sigmas2: Any, method: str = "auto",
+                           config: "PolarConfig | None" = None) -> Any:
+    """Fréchet distances of B pairs of Gaussians of one dimension, in one call.
+
+    Parameters
+    ----------
+    mus1, mus2 : array_like, shape (B, d)
+        Means.
+    sigmas1, sigmas2 : array_like, shape (B, d, d)
+        Covariances. On the GPU (torch CUDA or CuPy, all on one device) every pair goes
+        through one batched polar iteration: one launch sequence for the whole table.
+    method, config
+        As in :func:`frechet_distance`. On the CPU "polar" runs the GPU algorithm batched
+        exactly as the kernel batches it; the other routes take the pairs one by one.
+
+    Returns
+    -------
+    numpy.ndarray or GPU array, shape (B,)
+        The distances, float64: a numpy array for host input, else an array of the
+        inputs' framework on their device.
+
+    Raises
+    ------
+    ValueError, umsynth.ConvergenceError
+        As :func:`frechet_distance`; an error names the argument and the pair index.
+    """
+    _check_method(method, config)
+    ops = device_ops(mus1, sigmas1, mus2, sigmas2)
+    if ops is not None:
+        _device_method(method)
+        return _device.distances(ops, mus1, sigmas1, mus2, sigmas2, config)
+    mus1, mus2 = _as_float64(mus1, "mus1"), _as_float64(mus2, "mus2")
+    sigmas1, sigmas2 = _as_float64(sigmas1, "sigmas1"), _as_float64(sigmas2, "sigmas2")
+    _device.check_batch_shapes(mus1.shape, sigmas1.shape, mus2.shape, sigmas2.shape)
+    batch, d = mus1.shape
+    if method != "polar":
+        return np.array([frechet_distance(mus1[p], sigmas1[p], mus2[p], sigmas2[p], method)
+                         for p in range(batch)], dtype=np.float64)
+    m = np.zeros((batch, d, d))
+    base = np.zeros(batch)
+    for p in range(batch):
+        s1 = _check_cov(sigmas1[p], f"sigmas1[{p}]", d)
+        s2 = _check_cov(sigmas2[p], f"sigmas2[{p}]", d)
+        f1, f2 = _cov_factor(s1, f"sigmas1[{p}]"), _cov_factor(s2, f"sigmas2[{p}]")
+        # dropped eigen-directions become zero columns: zero singular values, harmless
+        m[p, :f1.shape[1], :f2.shape[1]] = f1.T @ f2
+        diff = mus1[p] - mus2[p]
+        base[p] = float(diff @ diff) + float(np.trace(s1)) + float(np.trace(s2))
+    return np.maximum(base - 2.0 * _polar_norms(m, base, config), 0.0)
+
+
+def frechet_distance_features(x1: Any, x2: Any, method: str = "auto",
+                              config: "PolarConfig | None" = None) -> float:
     """Fréchet distance between the Gaussians fitted to two feature sets.
 
     Parameters
@@ -271,6 +381,8 @@ def frechet_distance_features(x1: Any, x2: Any) -> float:
         computed in float64).
     x2 : array_like, shape (n2, d)
         Features of the second set.
+    method, config
+        Route for the nuclear norm, as in :func:`frechet_distance` (CPU input only).
 
     Returns
     -------
@@ -294,11 +406,12 @@ def frechet_distance_features(x1: Any, x2: Any) -> float:
     about 0.25 s on 2 cores, about 100x less than ``sqrtm`` (benchmarks/RESULTS.md). A set
     with n > d goes through its d x d covariance as in :func:`frechet_distance`.
     """
+    _check_method(method, config)
     a = _check_features(x1, "x1")
     b = _check_features(x2, "x2")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"x1 and x2 have different feature dimensions: {a.shape[1]} and {b.shape[1]}")
-    return _distance(*_feature_side(a, "cov(x1)"), *_feature_side(b, "cov(x2)"))
+    return _distance(*_feature_side(a, "cov(x1)"), *_feature_side(b, "cov(x2)"), method, config)
 
 
 def _check_features(x: Any, name: str) -> np.ndarray:
@@ -310,7 +423,8 @@ def _check_features(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def frechet_distance_from_stats(a: Any, b: Any) -> float:
+def frechet_distance_from_stats(a: Any, b: Any, method: str = "auto",
+                                config: "PolarConfig | None" = None) -> float:
     """Fréchet distance between two :class:`~umsynth.FeatureStats`.
 
     Parameters
@@ -318,6 +432,9 @@ def frechet_distance_from_stats(a: Any, b: Any) -> float:
     a, b : FeatureStats
         Statistics of the two sets, of the same dimension. Each needs at least 2 samples,
         or a covariance read from a pytorch-fid file.
+        Statistics accumulated on a GPU are compared there, by the "polar" route.
+    method, config
+        Route for the nuclear norm and its settings, as in :func:`frechet_distance`.
 
     Returns
     -------
@@ -346,7 +463,11 @@ def frechet_distance_from_stats(a: Any, b: Any) -> float:
     if a.extractor and b.extractor and a.extractor != b.extractor:
         raise ValueError(f"the statistics come from different feature extractors: "
                          f"{a.extractor!r} and {b.extractor!r}")
-    return _distance(*_stats_side(a, "a"), *_stats_side(b, "b"))
+    _check_method(method, config)
+    if a.device_ops is not None or b.device_ops is not None:
+        _device_method(method)
+        return _device.stats_distance(a, b, config)
+    return _distance(*_stats_side(a, "a"), *_stats_side(b, "b"), method, config)
 
 
 def _stats_side(s, name: str) -> tuple[np.ndarray, float, np.ndarray, float]:

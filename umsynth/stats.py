@@ -34,9 +34,10 @@ def centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Two passes: the mean of the first centring is subtracted again, which removes the
     rounding error of the first mean (matters when all features share a large offset).
     """
-    mean = x.mean(axis=0)
+    # positional axes: the same code centres torch and CuPy arrays on their device
+    mean = x.mean(0)
     xc = x - mean
-    fix = xc.mean(axis=0)
+    fix = xc.mean(0)
     xc -= fix
     return mean + fix, xc
 
@@ -74,6 +75,12 @@ class FeatureStats:
     cancel precision away, and shards merged in any grouping match a single pass to
     rounding (about 1e-15 relative).
 
+    A batch given as a torch CUDA tensor or a CuPy array is accumulated on its device, in
+    float64 with the same formulas; the statistics then stay there (``mean``, ``cov`` and
+    ``features`` are arrays of that framework, :meth:`merge` works between statistics on
+    one device, :meth:`save` copies to the host). The first non-empty batch decides where
+    they live; a later batch from elsewhere is refused.
+
     Statistics read from a pytorch-fid file (:meth:`from_pytorch_fid`) have a covariance but
     no sample count (``n`` is None); they can be compared but not merged or updated.
 
@@ -101,6 +108,7 @@ class FeatureStats:
         self._m2: np.ndarray | None = np.zeros((dim, dim))
         self._sigma: np.ndarray | None = None  # only for pytorch-fid statistics (n unknown)
         self._rows: list[np.ndarray] = []
+        self._ops = None  # umsynth._gpu ops while the state lives on a GPU
 
     # ------------------------------------------------------------------ accumulation
 
@@ -122,6 +130,11 @@ class FeatureStats:
         ValueError
             For a wrong shape or dimension, NaN or Inf, or statistics without a sample count.
         """
+        from umsynth._gpu import device_ops
+
+        ops = device_ops(x)
+        if ops is not None or self._ops is not None:
+            return self._update_device(ops, x)
         arr, _ = to_numpy(x, "features")
         if arr.dtype.kind not in "fiub":
             raise TypeError(f"features: expected a real array, got dtype {arr.dtype}")
@@ -136,6 +149,33 @@ class FeatureStats:
         mean, xc = centre(arr)
         self._combine(arr.shape[0], mean, xc.T @ xc, [arr.copy()] if self.keep_features else [])
         return self
+
+    def _update_device(self, ops, x) -> "FeatureStats":
+        """update() for a GPU batch: the same steps with the batch's framework."""
+        self._require_count("update")
+        if ops is None or (self._ops is not None and ops.device != self._ops.device):
+            raise ValueError(f"features: these statistics live on {self._ops.device}; pass batches there")
+        arr = ops.asarray(x, "features")
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise ValueError(f"features must have shape (batch, {self.dim}), got {tuple(arr.shape)}")
+        if arr.shape[0] == 0:
+            return self
+        if self._ops is None:
+            if self._n:
+                raise ValueError("features: these statistics hold host data; a GPU batch cannot be added")
+            self._ops = ops
+            self._mean = ops.zeros(self.dim)
+            self._m2 = ops.zeros((self.dim, self.dim))
+        mean, xc = centre(arr)
+        self._combine(int(arr.shape[0]), mean, xc.T @ xc, [ops.copy(arr)] if self.keep_features else [])
+        return self
+
+    @property
+    def device_ops(self):
+        """GPU operations of the framework holding the statistics; None on the host."""
+        return self._ops
 
     def merge(self, other: "FeatureStats") -> "FeatureStats":
         """Add the statistics of another shard, exactly (Chan's parallel formula).
@@ -164,6 +204,13 @@ class FeatureStats:
             raise ValueError(f"cannot merge statistics of extractor {other.extractor!r} into {self.extractor!r}")
         self._require_count("merge")
         other._require_count("merge")
+        if (self._ops is None) != (other._ops is None) or (
+                self._ops is not None and self._ops.device != other._ops.device):
+            if self._n and other._n:
+                raise ValueError("cannot merge statistics held on different devices (host and GPU)")
+            if not self._n:  # empty side: adopt the other's device
+                self._ops = other._ops
+                self._mean, self._m2 = other._mean * 0, other._m2 * 0
         rows = list(other._rows) if (self.keep_features and other.keep_features) else []
         if not other.keep_features:
             self.keep_features = False
@@ -179,7 +226,8 @@ class FeatureStats:
         n = na + nb
         delta = mean_b - self._mean
         self._mean = self._mean + delta * (nb / n)
-        self._m2 = self._m2 + m2_b + np.outer(delta, delta * (na * nb / n))
+        outer = np.outer if self._ops is None else self._ops.outer
+        self._m2 = self._m2 + m2_b + outer(delta, delta * (na * nb / n))
         # keep M2 exactly symmetric whatever rounding the sums above did
         self._m2 = (self._m2 + self._m2.T) * 0.5
         self._n = n
@@ -199,8 +247,8 @@ class FeatureStats:
 
     @property
     def mean(self) -> np.ndarray:
-        """Mean feature vector, float64, shape (dim,) (a copy)."""
-        return self._mean.copy()
+        """Mean feature vector, float64, shape (dim,) (a copy, on the statistics' device)."""
+        return self._mean.copy() if self._ops is None else self._ops.copy(self._mean)
 
     @property
     def cov(self) -> np.ndarray:
@@ -230,7 +278,10 @@ class FeatureStats:
             raise ValueError("these statistics did not keep their features (keep_features=False)")
         if len(self._rows) != 1:
             # concatenate once and cache: later calls return the same array
-            self._rows = [np.concatenate(self._rows) if self._rows else np.zeros((0, self.dim))]
+            if self._ops is not None:
+                self._rows = [self._ops.concat(self._rows)]
+            else:
+                self._rows = [np.concatenate(self._rows) if self._rows else np.zeros((0, self.dim))]
         return self._rows[0]
 
     def __repr__(self) -> str:
@@ -256,17 +307,18 @@ class FeatureStats:
             sigma, n = self._sigma, -1
         else:
             sigma, n = self._m2 / max(self._n - 1, 1), self._n
+        host = (lambda a: a) if self._ops is None else self._ops.to_numpy
         arrays = {
             "format": np.array(FORMAT_NAME),
             "version": np.array(FORMAT_VERSION),
             "n": np.array(n, dtype=np.int64),
             "dim": np.array(self.dim, dtype=np.int64),
             "extractor": np.array(self.extractor or ""),
-            "mu": self._mean,
-            "sigma": sigma,
+            "mu": host(self._mean),
+            "sigma": host(sigma),
         }
         if self.keep_features:
-            arrays["features"] = self.features
+            arrays["features"] = host(self.features)
         _atomic_savez(os.fspath(path), arrays)
 
     @classmethod
