@@ -18,6 +18,14 @@ from umsynth.frechet import (
 )
 from umsynth.stats import FeatureStats
 
+
+def mmfid(real, synthetic, suite, **kwargs):
+    """MM-FID and MM-STD; see :func:`umsynth.metrics.mmfid.mmfid` (imports torch when called)."""
+    from umsynth.metrics.mmfid import mmfid as _mmfid
+
+    return _mmfid(real, synthetic, suite, **kwargs)
+
+
 __all__ = [
     "__version__",
     "slic",
@@ -29,6 +37,7 @@ __all__ = [
     "frechet_distance_from_stats",
     "frechet_distance_features",
     "FeatureStats",
+    "mmfid",
     "show_config",
     "get_num_threads",
     "set_num_threads",
