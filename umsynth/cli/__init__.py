@@ -9,10 +9,20 @@ import argparse
 import importlib
 import sys
 
+from umsynth.frechet import ConvergenceError
+
 # sub-command name -> module under umsynth.cli that registers it
 COMMANDS = {
     "masks": "umsynth.cli.masks",
     "fid": "umsynth.cli.fid",
+    "mmfid": "umsynth.cli.mmfid",
+    "stats": "umsynth.cli.stats",
+    "extractors": "umsynth.cli.extractors",
+    "prepare": "umsynth.cli.prepare",
+    "train": "umsynth.cli.train",
+    "synthesize": "umsynth.cli.synthesize",
+    "export-onnx": "umsynth.cli.export_onnx",
+    "demo": "umsynth.cli.demo",
 }
 
 
@@ -40,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         # one clear line, no traceback, for bad input
         print(f"umsynth {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ConvergenceError as exc:
+        # a Fréchet iteration that could not certify its result: say so, never a wrong number
+        print(f"umsynth {args.command}: error: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover
