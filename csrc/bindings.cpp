@@ -17,11 +17,33 @@ namespace py = pybind11;
 #ifdef UMS_CUDA_MODULE
 #include "slic/slic_cuda.h"
 
+namespace {
+// Device pointers and the stream arrive as integers (from torch or CuPy in Python).
+void slic_fast_cuda_py(int device, uintptr_t stream, uintptr_t image, int dtype, uintptr_t mask,
+                       std::vector<int32_t> grid, int64_t N, int D, int H, int W, int C,
+                       int mode, float wz, float wy, float wx, float cw, int max_iter,
+                       bool enforce, int64_t min_size, int start_label, int um_step,
+                       uintptr_t lohi, uintptr_t labels, uintptr_t um, uintptr_t scratch,
+                       int64_t scratch_bytes) {
+  if (grid.size() != 9) throw std::invalid_argument("grid must hold 9 integers");
+  if (dtype < 0 || dtype > 4) throw std::invalid_argument("unsupported image dtype code");
+  ums::slic::Shape s{N, D, H, W, C};
+  ums::slic::Params p{wz, wy, wx, cw, max_iter, enforce, min_size, start_label, um_step};
+  py::gil_scoped_release nogil;
+  ums::slic::slic_fast_cuda(device, stream, (const void*)image, (ums::slic::DType)dtype,
+                            (const uint8_t*)mask, s, grid.data(), (ums::slic::Intensity)mode, p,
+                            (const double*)lohi, (int64_t*)labels, (uint8_t*)um, (void*)scratch,
+                            scratch_bytes);
+}
+}  // namespace
+
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "umsynth CUDA kernels";
   m.def("device_status", &ums::cuda_device_status,
         "(usable, reason): whether a CUDA device can be used now");
   m.def("architectures", []() { return std::string(UMS_CUDA_ARCHS); });
+  m.def("slic_scratch_bytes", &ums::slic::cuda_scratch_bytes);
+  m.def("slic_fast", &slic_fast_cuda_py);
 }
 
 #else
