@@ -87,7 +87,7 @@ void slic_fast_py(py::array image, std::optional<py::array> mask, py::array grid
   if ((int64_t)P >= (int64_t)1 << 31) throw std::invalid_argument("image too large: more than 2^31 pixels per image");
   const void* img = image.data();
   cptr_of<uint8_t>(image, "image", N * P * C);  // shape check
-  const uint8_t* m = mask ? cptr_of<uint8_t>(*mask, "mask", N * P) : nullptr;
+  const uint8_t* m = mask ? cptr_of<uint8_t>(*mask, "mask", P) : nullptr;
   const int32_t* g = cptr_of<int32_t>(grid, "grid", N * 9);
   if (labels && labels->dtype().kind() != 'i' ) throw std::invalid_argument("labels must be int64");
   if (labels && labels->itemsize() != 8) throw std::invalid_argument("labels must be int64");

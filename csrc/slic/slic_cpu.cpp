@@ -597,7 +597,7 @@ void run_batch(const T* image, const uint8_t* mask, const Shape& s, const int32_
   const int inner = outer ? 1 : threads;
   auto one = [&](int64_t n) {
     const T* img = image + n * P * s.C;
-    const uint8_t* m = mask ? mask + n * P : nullptr;
+    const uint8_t* m = mask;  // one mask (P values) for the whole batch, like the grid
     // 8 floats of padding: the grey assignment reads whole 8-lane vectors
     float* f = scratch(tl_feat, (size_t)(P * s.C) + 8);
     int32_t* lab = scratch(tl_labels, (size_t)P);  // working labels; the caller gets int64

@@ -8,7 +8,8 @@ namespace ums {
 namespace slic {
 
 // grid: N x 9 int32 (start, step, n for z, y, x) per image.
-// labels: N * P int64 out or null. um: N * P uint8 out or null.
+// mask: P uint8 shared by the batch, or null. labels: N * P int64 out or null. um:
+// N * P uint8 out or null.
 // image: raw input of dtype `dtype`, N * P * C values, channels last.
 void slic_fast(const void* image, DType dtype, const uint8_t* mask, const Shape& s,
                const int32_t* grid, Intensity mode, const Params& p, int64_t* labels,
