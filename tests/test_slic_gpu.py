@@ -73,7 +73,7 @@ def _volume_8295():
 # ------------------------------------------------------------------ equality with the CPU
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64])
 @pytest.mark.parametrize("intensity", ["linear", "lab"])
 def test_slic_2d_equals_cpu(phantom_slice, fw, dtype, intensity):
     img = phantom_slice["image"].astype(dtype)

@@ -113,6 +113,8 @@ class Ops:
             flat = flat[:, self.as_bool(mask_u8.reshape(-1))]
         flat = flat.reshape(n, -1)
         if self.kind == "torch":
+            if flat.dtype == self.xp.uint16:  # few reductions exist for torch's uint16
+                flat = flat.to(self.xp.int32)
             lo, hi = flat.amin(dim=1), flat.amax(dim=1)
             return self.xp.stack([lo, hi], 1).to(self.xp.float64).contiguous()
         return self.xp.ascontiguousarray(self.xp.stack([flat.min(axis=1), flat.max(axis=1)], 1),

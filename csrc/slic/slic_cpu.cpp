@@ -476,7 +476,7 @@ struct Image {
     if (p.min_size > 1) {
       std::vector<uint64_t> best((size_t)R);
       std::vector<int64_t> small_px;
-      for (int round = 0; round < 64; ++round) {
+      for (int round = 0; round < kMergeRounds; ++round) {
         bool any_small = false;
         for (int32_t j = 0; j < R; ++j)
           if (grp[j] == j && size[j] < p.min_size) any_small = true;
