@@ -49,6 +49,7 @@ PYBIND11_MODULE(_cuda, m) {
 #else
 #include "slic/slic_cpu.h"
 #include "slic/slic_reference.h"
+#include "slic/slic_twin.h"
 
 namespace {
 
@@ -99,6 +100,28 @@ void slic_fast_py(py::array image, std::optional<py::array> mask, py::array grid
     py::gil_scoped_release nogil;
     ums::slic::slic_fast(img, dt, m, s, g, (ums::slic::Intensity)mode, p, lab, u, threads);
   }
+}
+
+// The CUDA launcher's steps on the CPU (tests): one mask and one grid for the batch.
+void slic_fast_twin_py(py::array image, std::optional<py::array> mask, py::array grid,
+                       int64_t N, int D, int H, int W, int C, int mode, float wz, float wy,
+                       float wx, float cw, int max_iter, bool enforce, int64_t min_size,
+                       int start_label, int um_step, py::array lohi,
+                       std::optional<py::array> labels, std::optional<py::array> um,
+                       int threads) {
+  ums::slic::Shape s{N, D, H, W, C};
+  const int64_t P = s.pixels();
+  cptr_of<uint8_t>(image, "image", N * P * C);
+  const uint8_t* m = mask ? cptr_of<uint8_t>(*mask, "mask", P) : nullptr;
+  const int32_t* g = cptr_of<int32_t>(grid, "grid", 9);
+  const double* lh = cptr_of<double>(lohi, "lohi", 2 * N);
+  int64_t* lab = labels ? ptr_of<int64_t>(*labels, "labels", N * P) : nullptr;
+  uint8_t* u = um ? ptr_of<uint8_t>(*um, "um", N * P) : nullptr;
+  ums::slic::Params p{wz, wy, wx, cw, max_iter, enforce, min_size, start_label, um_step};
+  const auto dt = dtype_of(image);
+  py::gil_scoped_release nogil;
+  ums::slic::slic_fast_twin(image.data(), dt, m, s, g, (ums::slic::Intensity)mode, p, lh, lab,
+                            u, threads);
 }
 
 void um_fill_py(py::array image, py::array labels, int64_t N, int64_t P, int start_label,
@@ -160,6 +183,7 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("enforce"), py::arg("min_size"), py::arg("start_label"), py::arg("um_step"),
         py::arg("labels"), py::arg("um"), py::arg("threads"));
   m.def("unsupervised_mask_fill", &um_fill_py);
+  m.def("slic_fast_twin", &slic_fast_twin_py);
   m.def("slic_reference_f32", &slic_reference_py<float>);
   m.def("slic_reference_f64", &slic_reference_py<double>);
   m.def("enforce_connectivity_reference", &enforce_reference_py);

@@ -1,11 +1,12 @@
 """The fast SLIC as the GPU runs it, checked on the CPU (issue 11).
 
-The CPU launcher runs the per-element functions the CUDA launcher runs, and every step's
-result is defined independently of thread or atomic order. These tests check that
-definition where CI can: any thread count and batch against single images give the
-same labels; every label is one connected piece and no piece is below min_size unless
-nothing is adjacent; the CUDA module is built, reports that no device is usable, and
-GPU input is refused with that reason rather than copied to the host.
+Every step's result is defined independently of thread or atomic order. These tests
+check that definition where CI can: any thread count and batch against single images
+give the same labels; every label is one connected piece and no piece is below
+min_size unless nothing is adjacent; the CUDA launcher's own steps (slic_steps.h), run
+on the CPU by its OpenMP twin, give the optimised CPU launcher's labels and masks bit
+for bit; the CUDA module is built, reports that no device is usable, and GPU input is
+refused with that reason rather than copied to the host.
 """
 from __future__ import annotations
 
@@ -229,3 +230,62 @@ def test_gpu_tests_skip_with_the_reason():
                          cwd=here.parent, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "skipped" in out.stdout and reason in out.stdout and "passed" not in out.stdout
+
+
+# ------------------------------------------------------------------ the CUDA steps on the CPU
+
+
+@pytest.fixture
+def twin(monkeypatch):
+    """Route the fast SLIC through the CUDA launcher's steps run by OpenMP."""
+
+    def run(kind, fn, *a, **kw):
+        with monkeypatch.context() as m:
+            if kind == "twin":
+                m.setattr(masks, "_launch_cpu", masks._launch_twin)
+            return fn(*a, **kw)
+
+    return run
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64])
+def test_cuda_steps_equal_cpu_launcher_2d(phantom_slice, twin, dtype):
+    img = phantom_slice["image"].astype(dtype)
+    if dtype in (np.int16, np.float32, np.float64):
+        img = img * 3 - 500
+    for kw in (dict(n_segments=300), dict(n_segments=300, intensity="lab"),
+               dict(n_segments=80, compactness=3, start_label=0),
+               dict(n_segments=200, enforce_connectivity=False),
+               dict(n_segments=150, mask=phantom_slice["labels"] == 1, min_size_factor=0.9),
+               dict(n_segments=50, max_num_iter=0)):
+        for t in ((1, 2) if dtype == np.uint8 else (2,)):
+            want = umsynth.slic(img, threads=t, **kw)
+            assert np.array_equal(twin("twin", umsynth.slic, img, threads=t, **kw), want), kw
+
+
+def test_cuda_steps_equal_cpu_launcher_3d_and_multichannel(phantom_volume, twin):
+    vol = phantom_volume["hu"]
+    for kw in (dict(n_segments=150, spacing=(2.5, 1.0, 1.0)),
+               dict(n_segments=40, mask=phantom_volume["labels"] == 1)):
+        assert np.array_equal(twin("twin", umsynth.slic, vol, threads=2, **kw),
+                              umsynth.slic(vol, threads=2, **kw))
+    v8295, mask = _issue_8295_case()
+    for factor in (0.5, 0.9):
+        kw = dict(n_segments=80, compactness=5, channel_axis=-1, mask=mask, min_size_factor=factor)
+        assert np.array_equal(twin("twin", umsynth.slic, v8295, threads=2, **kw),
+                              umsynth.slic(v8295, **kw))
+    rgb = np.ascontiguousarray(v8295[0] / 255.0)
+    kw = dict(n_segments=40, channel_axis=-1, intensity="lab")
+    assert np.array_equal(twin("twin", umsynth.slic, rgb, **kw), umsynth.slic(rgb, **kw))
+
+
+def test_cuda_steps_equal_cpu_launcher_um_batch(phantom_slice, ct_slices, twin):
+    imgs = [phantom_slice["image"]] + [ndimage.zoom(c, 512 / c.shape[0], order=1)[:512, :512]
+                                       for c in ct_slices.values()]
+    batch = np.stack(imgs)
+    um, lab = umsynth.unsupervised_mask(batch, return_labels=True)
+    tum, tlab = twin("twin", umsynth.unsupervised_mask, batch, return_labels=True, threads=2)
+    assert np.array_equal(tlab, lab) and np.array_equal(tum, um)
+    f = batch.astype(np.float32) * 2.5 - 1000.0
+    assert np.array_equal(twin("twin", umsynth.unsupervised_mask, f, n_segments=200, step=5),
+                          umsynth.unsupervised_mask(f, n_segments=200, step=5))

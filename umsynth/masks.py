@@ -467,6 +467,19 @@ def _launch_cpu(sp, image, grid, n_cells, args, want_labels, nt):
     return labels, um
 
 
+def _launch_twin(sp, image, grid, n_cells, args, want_labels, nt):
+    """The CUDA launcher's steps run on the CPU (csrc/slic/slic_twin.cpp), for tests:
+    a stand-in for _launch_cpu that must give the same labels and masks."""
+    from umsynth import _cpu
+
+    N, D, H, W, C = image.shape
+    labels = np.empty((N, D, H, W), dtype=np.int64) if want_labels else None
+    um = np.empty((N, D, H, W), dtype=np.uint8) if args[-1] > 0 else None
+    lohi = sp.ops.minmax(image, sp.mask)
+    _cpu.slic_fast_twin(image, sp.mask, grid, N, D, H, W, C, *args, lohi, labels, um, nt)
+    return labels, um
+
+
 def _launch_cuda(sp, image, grid, n_cells, args, want_labels, nt):
     """The CUDA launcher on the array's device and the caller's stream, in chunks of
     images when one launch would not fit (2^31 pixels, or the free GPU memory)."""
