@@ -102,7 +102,7 @@ int64_t scan_bytes(int64_t n_items) {
 int64_t cuda_scratch_bytes(int device, int64_t N, int64_t P, int32_t C, int32_t K) {
   if (N * P >= ((int64_t)1 << 31)) throw std::invalid_argument("batch too large for one launch");
   DeviceGuard guard(device);
-  return steps::Layout(N, P, C, K, scan_bytes(N * P)).total;
+  return steps::Buffers(nullptr, N, P, C, K, scan_bytes(N * P)).total;
 }
 
 void slic_fast_cuda(int device, uintptr_t stream, const void* image, DType dtype,
@@ -115,17 +115,10 @@ void slic_fast_cuda(int device, uintptr_t stream, const void* image, DType dtype
     throw std::invalid_argument("the unsupervised mask needs grey images and connectivity");
   DeviceGuard guard(device);
   const int32_t K = grid[2] * grid[5] * grid[8];
-  const steps::Layout L(s.N, P, s.C, K, scan_bytes(s.N * P));
-  if (scratch_bytes < L.total) throw std::invalid_argument("scratch buffer too small");
+  const steps::Buffers B((char*)scratch, s.N, P, s.C, K, scan_bytes(s.N * P));
+  if (scratch_bytes < B.total) throw std::invalid_argument("scratch buffer too small");
   CudaExec ex{(cudaStream_t)stream};
-  char* sc = (char*)scratch;
-  switch (dtype) {
-    case DType::U8: return steps::run_pipeline(ex, (const uint8_t*)image, mask, s, grid, mode, p, lohi, labels, um, sc, L);
-    case DType::U16: return steps::run_pipeline(ex, (const uint16_t*)image, mask, s, grid, mode, p, lohi, labels, um, sc, L);
-    case DType::I16: return steps::run_pipeline(ex, (const int16_t*)image, mask, s, grid, mode, p, lohi, labels, um, sc, L);
-    case DType::F32: return steps::run_pipeline(ex, (const float*)image, mask, s, grid, mode, p, lohi, labels, um, sc, L);
-    case DType::F64: return steps::run_pipeline(ex, (const double*)image, mask, s, grid, mode, p, lohi, labels, um, sc, L);
-  }
+  steps::run_pipeline_any(ex, image, dtype, mask, s, grid, mode, p, lohi, labels, um, B);
 }
 
 }  // namespace slic

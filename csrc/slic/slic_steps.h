@@ -544,35 +544,52 @@ struct UmWrite {
 
 // ------------------------------------------------------------------ scratch layout
 
-struct Layout {
-  int64_t feat, lab, par, grp, gsize, up, idx, best, centres, sums, keys, alive, active,
-      changed, flag, scan, total;
-  int64_t scan_bytes;
-  Layout(int64_t N, int64_t P, int32_t C, int32_t K, int64_t scan_b) : scan_bytes(scan_b) {
-    int64_t at = 0;
-    auto take = [&](int64_t bytes) {
-      const int64_t here = at;
-      at += (bytes + 255) / 256 * 256;
-      return here;
-    };
+// The scratch buffers of one launch, carved from one allocation at `base` (null to
+// learn the size alone). scan_bytes: the temporary storage the executor's scan needs.
+struct Buffers {
+  float* feat;      // N*P*C features
+  int32_t* lab;     // N*P cluster ids, then group roots
+  int32_t* par;     // N*P union-find links (component roots after flattening)
+  int32_t* grp;     // N*P group of each component root
+  int32_t* gsize;   // N*P group sizes, at group roots
+  int32_t* up;      // N*P union-find over groups, then the flags of surviving roots
+  int32_t* idx;     // N*P exclusive scan of the flags
+  uint64_t* best;   // N*P merge keys, then fixed-point grey sums of the mask fill
+  float* centres;   // N*K*(3+C)
+  int64_t* sums;    // N*K*(4+C)
+  uint64_t* keys;   // K seed keys
+  uint8_t* alive;   // K
+  int32_t* active;  // N images still iterating
+  int32_t* changed; // N
+  int32_t* flag;    // 1: a merge happened this round
+  void* scan;
+  int64_t scan_bytes, total = 0;
+  Buffers(char* base, int64_t N, int64_t P, int32_t C, int32_t K, int64_t scan_b)
+      : scan_bytes(scan_b) {
     const int64_t NP = N * P;
-    feat = take(NP * C * 4);
-    lab = take(NP * 4);
-    par = take(NP * 4);
-    grp = take(NP * 4);
-    gsize = take(NP * 4);
-    up = take(NP * 4);
-    idx = take(NP * 4);
-    best = take(NP * 8);
-    centres = take(N * K * (3 + C) * 4);
-    sums = take(N * K * (4 + C) * 8);
-    keys = take((int64_t)K * 8);
-    alive = take(K);
-    active = take(N * 4);
-    changed = take(N * 4);
-    flag = take(4);
-    scan = take(scan_b);
-    total = at;
+    take(base, feat, NP * C * 4);
+    take(base, lab, NP * 4);
+    take(base, par, NP * 4);
+    take(base, grp, NP * 4);
+    take(base, gsize, NP * 4);
+    take(base, up, NP * 4);
+    take(base, idx, NP * 4);
+    take(base, best, NP * 8);
+    take(base, centres, N * K * (3 + C) * 4);
+    take(base, sums, N * K * (4 + C) * 8);
+    take(base, keys, (int64_t)K * 8);
+    take(base, alive, K);
+    take(base, active, N * 4);
+    take(base, changed, N * 4);
+    take(base, flag, 4);
+    take(base, scan, scan_b);
+  }
+
+ private:
+  template <typename P>
+  void take(char* base, P*& ptr, int64_t bytes) {  // 256-byte aligned slices
+    ptr = reinterpret_cast<P*>(reinterpret_cast<uintptr_t>(base) + (uintptr_t)total);
+    total += (bytes + 255) / 256 * 256;
   }
 };
 
@@ -584,7 +601,7 @@ struct Layout {
 template <typename Exec, typename T>
 void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
                   const int32_t* grid, Intensity mode, const Params& p, const double* lohi,
-                  int64_t* labels, uint8_t* um, char* scratch, const Layout& L) {
+                  int64_t* labels, uint8_t* um, const Buffers& B) {
   Geo g;
   g.az = {grid[0], grid[1], grid[2]};
   g.ay = {grid[3], grid[4], grid[5]};
@@ -597,21 +614,13 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
   g.N = s.N;
   g.P = s.pixels();
   const int64_t NP = g.N * g.P, NK = g.N * g.K, SEGS = g.segments();
-  float* feat = (float*)(scratch + L.feat);
-  int32_t* lab = (int32_t*)(scratch + L.lab);
-  int32_t* par = (int32_t*)(scratch + L.par);
-  int32_t* grp = (int32_t*)(scratch + L.grp);
-  int32_t* gsize = (int32_t*)(scratch + L.gsize);
-  int32_t* up = (int32_t*)(scratch + L.up);
-  int32_t* idx = (int32_t*)(scratch + L.idx);
-  uint64_t* best = (uint64_t*)(scratch + L.best);
-  float* centres = (float*)(scratch + L.centres);
-  int64_t* sums = (int64_t*)(scratch + L.sums);
-  uint64_t* keys = (uint64_t*)(scratch + L.keys);
-  uint8_t* alive = (uint8_t*)(scratch + L.alive);
-  int32_t* active = (int32_t*)(scratch + L.active);
-  int32_t* changed = (int32_t*)(scratch + L.changed);
-  int32_t* flag = (int32_t*)(scratch + L.flag);
+  float* feat = B.feat;
+  int32_t *lab = B.lab, *par = B.par, *grp = B.grp, *gsize = B.gsize, *up = B.up, *idx = B.idx;
+  uint64_t *best = B.best, *keys = B.keys;
+  float* centres = B.centres;
+  int64_t* sums = B.sums;
+  uint8_t* alive = B.alive;
+  int32_t *active = B.active, *changed = B.changed, *flag = B.flag;
 
   // features and seeds
   ex.for_each(NP, Features<T>{image, mask, g, mode, lohi, feat});
@@ -661,7 +670,7 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
 
   // consecutive labels in raster order of the groups' roots
   ex.for_each(NP, FinalFlags{par, grp, g, up});
-  ex.exclusive_scan(up, idx, NP, scratch + L.scan, L.scan_bytes);
+  ex.exclusive_scan(up, idx, NP, B.scan, B.scan_bytes);
   ex.for_each(NP, FinalLabels{par, grp, idx, g, p.start_label, lab, labels});
   ex.check("relabelling");
 
@@ -671,6 +680,20 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
     ex.for_each(SEGS, UmSums<T>{image, lab, lohi, g, usum});
     ex.for_each(NP, UmWrite{lab, gsize, usum, g, p.um_step, um});
     ex.check("mask fill");
+  }
+}
+
+// run_pipeline for the image's dtype.
+template <typename Exec>
+void run_pipeline_any(Exec& ex, const void* image, DType dtype, const uint8_t* mask,
+                      const Shape& s, const int32_t* grid, Intensity mode, const Params& p,
+                      const double* lohi, int64_t* labels, uint8_t* um, const Buffers& B) {
+  switch (dtype) {
+    case DType::U8: return run_pipeline(ex, (const uint8_t*)image, mask, s, grid, mode, p, lohi, labels, um, B);
+    case DType::U16: return run_pipeline(ex, (const uint16_t*)image, mask, s, grid, mode, p, lohi, labels, um, B);
+    case DType::I16: return run_pipeline(ex, (const int16_t*)image, mask, s, grid, mode, p, lohi, labels, um, B);
+    case DType::F32: return run_pipeline(ex, (const float*)image, mask, s, grid, mode, p, lohi, labels, um, B);
+    case DType::F64: return run_pipeline(ex, (const double*)image, mask, s, grid, mode, p, lohi, labels, um, B);
   }
 }
 

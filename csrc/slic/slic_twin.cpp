@@ -40,17 +40,11 @@ void slic_fast_twin(const void* image, DType dtype, const uint8_t* mask, const S
                     const int32_t* grid, Intensity mode, const Params& p, const double* lohi,
                     int64_t* labels, uint8_t* um, int threads) {
   const int32_t K = grid[2] * grid[5] * grid[8];
-  const steps::Layout L(s.N, s.pixels(), s.C, K, 0);
-  std::vector<char> scratch((size_t)L.total);
+  const steps::Buffers size(nullptr, s.N, s.pixels(), s.C, K, 0);
+  std::vector<char> scratch((size_t)size.total);
+  const steps::Buffers B(scratch.data(), s.N, s.pixels(), s.C, K, 0);
   OmpExec ex{threads};
-  char* sc = scratch.data();
-  switch (dtype) {
-    case DType::U8: return steps::run_pipeline(ex, (const uint8_t*)image, mask, s, grid, mode, p, lohi, labels, um, sc, L);
-    case DType::U16: return steps::run_pipeline(ex, (const uint16_t*)image, mask, s, grid, mode, p, lohi, labels, um, sc, L);
-    case DType::I16: return steps::run_pipeline(ex, (const int16_t*)image, mask, s, grid, mode, p, lohi, labels, um, sc, L);
-    case DType::F32: return steps::run_pipeline(ex, (const float*)image, mask, s, grid, mode, p, lohi, labels, um, sc, L);
-    case DType::F64: return steps::run_pipeline(ex, (const double*)image, mask, s, grid, mode, p, lohi, labels, um, sc, L);
-  }
+  steps::run_pipeline_any(ex, image, dtype, mask, s, grid, mode, p, lohi, labels, um, B);
 }
 
 }  // namespace slic
