@@ -20,7 +20,8 @@ def to_numpy(x: Any, name: str) -> tuple[np.ndarray, str]:
     """Return a numpy view of ``x`` (no copy where possible) and the kind it came as.
 
     kind is ``"numpy"`` or ``"torch"``. CUDA tensors and CuPy arrays are refused with a
-    clear error until the CUDA path lands, never copied to the host behind the caller's back.
+    clear error, never copied to the host behind the caller's back (functions with a CUDA
+    path, such as umsynth.slic, route them to it before calling this).
     """
     if is_torch(x):
         if x.device.type != "cpu":

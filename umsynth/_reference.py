@@ -4,6 +4,14 @@
 numpy: the same seeds, candidate cells, float32 distance operations, integer centre
 sums, tie rule and connectivity rules. Tests require the compiled kernel to give
 exactly its labels and masks. It is slow (pure numpy) and meant for small images.
+
+Every rule here is independent of the order in which threads or atomics run, which is
+what lets the CPU (OpenMP) and CUDA launchers give the same labels bit for bit:
+components are 4/6-connected pieces of one label, numbered by their first pixel in
+raster order; pieces below min_size merge in rounds (each round, every group below
+min_size joins its adjacent group of largest size, ties to the smaller id, all at
+once; at most 64 rounds, stopping when a round merges nothing); surviving groups get
+consecutive labels in raster order of their first pixel.
 """
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ void minmax_image(const T* img, const uint8_t* mask, int64_t P, int C, int nt, d
 template <typename T>
 void features_image(const T* img, const uint8_t* mask, int64_t P, int C, Intensity mode,
                     double lo, double hi, int nt, float* feat) {
-  const double inv = hi > lo ? 1.0 / (hi - lo) : 0.0;
+  const double inv = rescale_inv(lo, hi);
   if (mode == Intensity::Lab && C == 1 && std::is_integral<T>::value) {
     // integer grey levels: one L* per distinct value
     const int64_t nlut = (int64_t)(hi - lo) + 1;
@@ -65,30 +65,7 @@ void features_image(const T* img, const uint8_t* mask, int64_t P, int C, Intensi
     return;
   }
 #pragma omp parallel for num_threads(nt) if (nt > 1)
-  for (int64_t i = 0; i < P; ++i) {
-    const T* px = img + i * C;
-    float* out = feat + i * C;
-    if (mode == Intensity::Raw) {
-      for (int c = 0; c < C; ++c) out[c] = quantize_feature((double)px[c]);
-    } else if (mode == Intensity::Lab && C == 1) {
-      out[0] = quantize_feature(lstar_unit(((double)px[0] - lo) * inv));
-    } else if (mode == Intensity::Lab && C == 3) {
-      double lab[3];
-      rgb_to_lab_unit(((double)px[0] - lo) * inv, ((double)px[1] - lo) * inv,
-                      ((double)px[2] - lo) * inv, lab);
-      for (int c = 0; c < 3; ++c) out[c] = quantize_feature(lab[c]);
-    } else {
-      for (int c = 0; c < C; ++c) out[c] = quantize_feature(((double)px[c] - lo) * inv);
-    }
-  }
-}
-
-// Grey level on the 0..255 scale in 2^-16 fixed point, for the unsupervised mask.
-template <typename T>
-inline int64_t grey_fixed16(T v, double lo, double scale255) {
-  if (std::is_same<T, uint8_t>::value) return (int64_t)v << 16;
-  double g = ((double)v - lo) * scale255 * 65536.0;
-  return (int64_t)(g + 0.5);
+  for (int64_t i = 0; i < P; ++i) pixel_features(img + i * C, C, mode, lo, inv, feat + i * C);
 }
 
 // ---------------------------------------------------------------- scratch memory
@@ -258,19 +235,15 @@ struct Image {
         int32_t cz = cell_of(z, az), cy = cell_of(y, ay), cx = cell_of(x, ax);
         int64_t dz = z - (az.start + cz * az.step), dy = y - (ay.start + cy * ay.step),
                 dx = x - (ax.start + cx * ax.step);
-        uint64_t key = ((uint64_t)(dz * dz + dy * dy + dx * dx) << 32) | (uint64_t)i;
+        uint64_t key = seed_key(dz, dy, dx, i);
         int32_t k = (cz * ay.n + cy) * ax.n + cx;
         if (key < best[k]) best[k] = key;
       }
     }
     for (int32_t k = 0; k < K; ++k) {
       if (best[k] == std::numeric_limits<uint64_t>::max()) continue;
-      int64_t i = (int64_t)(best[k] & 0xFFFFFFFFu);
-      float* c = &centres[(size_t)k * F];
-      c[0] = (float)(i / ((int64_t)s.W * s.H));
-      c[1] = (float)((i / s.W) % s.H);
-      c[2] = (float)(i % s.W);
-      for (int ch = 0; ch < C; ++ch) c[3 + ch] = feat[i * C + ch];
+      const int64_t i = seed_pixel(best[k]);
+      centre_at_pixel(i, s.H, s.W, feat + i * C, C, &centres[(size_t)k * F]);
       alive[k] = 1;
     }
   }
@@ -503,7 +476,7 @@ struct Image {
     if (p.min_size > 1) {
       std::vector<uint64_t> best((size_t)R);
       std::vector<int64_t> small_px;
-      for (int round = 0; round < 64; ++round) {
+      for (int round = 0; round < kMergeRounds; ++round) {
         bool any_small = false;
         for (int32_t j = 0; j < R; ++j)
           if (grp[j] == j && size[j] < p.min_size) any_small = true;
@@ -591,7 +564,7 @@ void um_fill(const T* img, const int32_t* labels, int64_t P, int32_t start_label
              int32_t step, double lo, double hi, int nt, uint8_t* um) {
   int32_t L = 0;
   for (int64_t i = 0; i < P; ++i) L = std::max(L, labels[i] - start_label + 1);
-  const double scale = hi > lo ? 255.0 / (hi - lo) : 0.0;
+  const double scale = um_scale(lo, hi);
   std::vector<int64_t> part((size_t)nt * L * 2, 0);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -624,7 +597,7 @@ void run_batch(const T* image, const uint8_t* mask, const Shape& s, const int32_
   const int inner = outer ? 1 : threads;
   auto one = [&](int64_t n) {
     const T* img = image + n * P * s.C;
-    const uint8_t* m = mask ? mask + n * P : nullptr;
+    const uint8_t* m = mask;  // one mask (P values) for the whole batch, like the grid
     // 8 floats of padding: the grey assignment reads whole 8-lane vectors
     float* f = scratch(tl_feat, (size_t)(P * s.C) + 8);
     int32_t* lab = scratch(tl_labels, (size_t)P);  // working labels; the caller gets int64

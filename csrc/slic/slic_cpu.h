@@ -7,28 +7,9 @@
 namespace ums {
 namespace slic {
 
-enum class Intensity : int { Linear = 0, Lab = 1, Raw = 2 };
-enum class DType : int { U8 = 0, U16 = 1, I16 = 2, F32 = 3, F64 = 4 };
-
-// Shape of a batch: N images of D x H x W pixels with C channels (channels last).
-struct Shape {
-  int64_t N;
-  int32_t D, H, W, C;
-  int64_t pixels() const { return (int64_t)D * H * W; }
-};
-
-struct Params {
-  float wz, wy, wx;  // spacing^2 / step^2 per axis
-  float cw;          // 1 / compactness^2 (in feature units)
-  int32_t max_iter;
-  bool enforce_connectivity;
-  int64_t min_size;  // components below this are merged into a neighbour
-  int32_t start_label;
-  int32_t um_step;   // > 0: also write the unsupervised mask
-};
-
 // grid: N x 9 int32 (start, step, n for z, y, x) per image.
-// labels: N * P int64 out or null. um: N * P uint8 out or null.
+// mask: P uint8 shared by the batch, or null. labels: N * P int64 out or null. um:
+// N * P uint8 out or null.
 // image: raw input of dtype `dtype`, N * P * C values, channels last.
 void slic_fast(const void* image, DType dtype, const uint8_t* mask, const Shape& s,
                const int32_t* grid, Intensity mode, const Params& p, int64_t* labels,

@@ -9,11 +9,36 @@
 // which partial sums or atomics land cannot change a result.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "common.h"
 
 namespace ums {
 namespace slic {
+
+enum class Intensity : int { Linear = 0, Lab = 1, Raw = 2 };
+enum class DType : int { U8 = 0, U16 = 1, I16 = 2, F32 = 3, F64 = 4 };
+
+// Shape of a batch: N images of D x H x W pixels with C channels (channels last).
+struct Shape {
+  int64_t N;
+  int32_t D, H, W, C;
+  UMS_HD int64_t pixels() const { return (int64_t)D * H * W; }
+};
+
+struct Params {
+  float wz, wy, wx;  // spacing^2 / step^2 per axis
+  float cw;          // 1 / compactness^2 (in feature units)
+  int32_t max_iter;
+  bool enforce_connectivity;
+  int64_t min_size;  // components below this are merged into a neighbour
+  int32_t start_label;
+  int32_t um_step;   // > 0: also write the unsupervised mask
+};
+
+// Merging of small pieces stops after this many rounds (each round merges every
+// piece below min_size into its largest neighbour at once).
+constexpr int kMergeRounds = 64;
 
 // Features live on a 2^-20 grid so that their fixed-point value is exact:
 // f * 2^20 is an integer for every stored float with |f| < 16.
@@ -68,6 +93,51 @@ UMS_HD float pixel_distance(float z, float y, float x, const float* f,
   return spatial + cw * colour;
 }
 
+// Nearest alive centre of pixel (z, y, x) among the 3 x 3 (x 3) neighbouring cells,
+// tried in increasing index with a strict "<" (ties to the smaller index, as
+// better_than()). -1 when no candidate centre is alive. The CPU launcher runs the
+// same comparisons run by run (vectorized); the GPU calls this per pixel.
+UMS_HD int32_t nearest_centre(int32_t z, int32_t y, int32_t x, const float* f,
+                              const float* centres, const uint8_t* alive, Axis az, Axis ay,
+                              Axis ax, int C, float wz, float wy, float wx, float cw) {
+  int32_t z0, z1, y0, y1, x0, x1;
+  candidate_cells(z, az, &z0, &z1);
+  candidate_cells(y, ay, &y0, &y1);
+  candidate_cells(x, ax, &x0, &x1);
+  const float fz = (float)z, fy = (float)y, fx = (float)x;
+  float best = __builtin_huge_valf();
+  int32_t label = -1;
+  for (int32_t cz = z0; cz <= z1; ++cz)
+    for (int32_t cy = y0; cy <= y1; ++cy)
+      for (int32_t cx = x0; cx <= x1; ++cx) {
+        const int32_t k = (cz * ay.n + cy) * ax.n + cx;
+        if (!alive[k]) continue;
+        const float d = pixel_distance(fz, fy, fx, f, centres + (int64_t)k * (3 + C), C, wz,
+                                       wy, wx, cw);
+        if (d < best) {
+          best = d;
+          label = k;
+        }
+      }
+  return label;
+}
+
+// Seed of a grid cell with a mask: its masked pixel nearest to the grid point, ties to
+// the smaller pixel index. The smallest key wins.
+UMS_HD uint64_t seed_key(int64_t dz, int64_t dy, int64_t dx, int64_t pixel) {
+  return ((uint64_t)(dz * dz + dy * dy + dx * dx) << 32) | (uint64_t)pixel;
+}
+UMS_HD int64_t seed_pixel(uint64_t key) { return (int64_t)(key & 0xFFFFFFFFu); }
+
+// A centre placed on pixel i: its position and features.
+UMS_HD void centre_at_pixel(int64_t i, int32_t H, int32_t W, const float* f, int C,
+                            float* centre) {
+  centre[0] = (float)(i / ((int64_t)W * H));
+  centre[1] = (float)((i / W) % H);
+  centre[2] = (float)(i % W);
+  for (int c = 0; c < C; ++c) centre[3 + c] = f[c];
+}
+
 // Whether centre k at distance d beats the current (best, label): nearer, or as near
 // with a smaller index. The order in which centres are tried then cannot matter.
 UMS_HD bool better_than(float d, int32_t k, float best, int32_t label) {
@@ -95,6 +165,26 @@ UMS_HD uint64_t merge_key(int64_t size, int32_t root) {
 UMS_HD int32_t merge_key_root(uint64_t key) {
   return (int32_t)(0xFFFFFFFFu - (uint32_t)(key & 0xFFFFFFFFu));
 }
+
+// 1 / (hi - lo) of the rescale to [0, 1]; 0 for a constant image.
+UMS_HD double rescale_inv(double lo, double hi) { return hi > lo ? 1.0 / (hi - lo) : 0.0; }
+
+// Features of one pixel (C raw values, channels last) on the fixed-point grid: the
+// value rescaled to [0, 1] over the image's (masked) range, CIE L*/100 for grey Lab,
+// (L*, a*, b*)/100 for RGB Lab, or the raw value (pre-smoothed features).
+template <typename T>
+UMS_HD void pixel_features(const T* px, int C, Intensity mode, double lo, double inv,
+                           float* out);
+
+// Grey level on the 0..255 scale in 2^-16 fixed point, for the unsupervised mask.
+// scale255: 255 / (hi - lo), 0 for a constant image.
+template <typename T>
+UMS_HD int64_t grey_fixed16(T v, double lo, double scale255) {
+  if (std::is_same<T, uint8_t>::value) return (int64_t)v << 16;
+  double g = ((double)v - lo) * scale255 * 65536.0;
+  return (int64_t)(g + 0.5);
+}
+UMS_HD double um_scale(double lo, double hi) { return hi > lo ? 255.0 / (hi - lo) : 0.0; }
 
 // Unsupervised-mask value of a superpixel: its mean grey level (0..255 scale, held
 // in 2^-16 fixed point) rounded down to a multiple of step, as the original did.
@@ -174,6 +264,23 @@ UMS_HD void rgb_to_lab_unit(double r, double g, double b, double* out) {
   out[0] = (116.0 * fy - 16.0) / 100.0;
   out[1] = 5.0 * (fx - fy);
   out[2] = 2.0 * (fy - fz);
+}
+
+template <typename T>
+UMS_HD void pixel_features(const T* px, int C, Intensity mode, double lo, double inv,
+                           float* out) {
+  if (mode == Intensity::Raw) {
+    for (int c = 0; c < C; ++c) out[c] = quantize_feature((double)px[c]);
+  } else if (mode == Intensity::Lab && C == 1) {
+    out[0] = quantize_feature(lstar_unit(((double)px[0] - lo) * inv));
+  } else if (mode == Intensity::Lab && C == 3) {
+    double lab[3];
+    rgb_to_lab_unit(((double)px[0] - lo) * inv, ((double)px[1] - lo) * inv,
+                    ((double)px[2] - lo) * inv, lab);
+    for (int c = 0; c < 3; ++c) out[c] = quantize_feature(lab[c]);
+  } else {
+    for (int c = 0; c < C; ++c) out[c] = quantize_feature(((double)px[c] - lo) * inv);
+  }
 }
 
 }  // namespace slic
