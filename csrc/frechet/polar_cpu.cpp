@@ -47,14 +47,8 @@ void polar_check_cpu(int64_t batch, const double* terms, const double* base, con
                      int step, uint8_t* active, double* t_out, double* bound_out, int32_t* iters) {
   for (int64_t p = 0; p < batch; ++p) {
     if (!active[p]) continue;
-    const double t = terms[2 * p], s = terms[2 * p + 1];
-    const double bound = polar_error_bound(s, alpha[p], k, ell, floor);
-    t_out[p] = t;
-    bound_out[p] = bound;
-    if (polar_converged(base[p], t, bound, rtol, floor_abs[p])) {
-      iters[p] = step;
-      active[p] = 0;
-    }
+    polar_check_one(p, terms[2 * p], terms[2 * p + 1], base, alpha, k, ell, floor, rtol, floor_abs, step,
+                    active, t_out, bound_out, iters);
   }
 }
 

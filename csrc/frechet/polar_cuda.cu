@@ -166,13 +166,7 @@ __global__ void check_kernel(int64_t batch, double* terms, const double* base, c
   if (p >= batch || !active[p]) return;
   const double t = terms[2 * p], s = terms[2 * p + 1];
   terms[2 * p] = terms[2 * p + 1] = 0.0;
-  const double bound = polar_error_bound(s, alpha[p], k, ell, floor);
-  t_out[p] = t;
-  bound_out[p] = bound;
-  if (polar_converged(base[p], t, bound, rtol, floor_abs[p])) {
-    iters[p] = step;
-    active[p] = 0;
-  }
+  polar_check_one(p, t, s, base, alpha, k, ell, floor, rtol, floor_abs, step, active, t_out, bound_out, iters);
 }
 
 template <bool TRANS, bool REDUCE, class Epi>

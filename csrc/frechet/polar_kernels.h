@@ -19,6 +19,7 @@
 // is ell_0 for a single phase (see polar_schedule for restarts).
 #pragma once
 #include <cmath>
+#include <cstdint>
 
 #include "common.h"
 
@@ -114,6 +115,20 @@ UMS_HD bool polar_converged(double base, double t, double bound, double rtol, do
   if (bound < 0.0) return false;
   const double fd_low = base - 2.0 * t - 2.0 * bound;
   return 2.0 * bound <= rtol * fd_low || 2.0 * bound <= floor_abs;
+}
+
+// One problem's check after a step, from its two trace terms t and s: records t and its
+// bound, and retires the problem once certified. Run by the CPU loop and the CUDA kernel.
+UMS_HD void polar_check_one(int64_t p, double t, double s, const double* base, const double* alpha,
+                            double k, double ell, double floor, double rtol, const double* floor_abs,
+                            int step, uint8_t* active, double* t_out, double* bound_out, int32_t* iters) {
+  const double bound = polar_error_bound(s, alpha[p], k, ell, floor);
+  t_out[p] = t;
+  bound_out[p] = bound;
+  if (polar_converged(base[p], t, bound, rtol, floor_abs[p])) {
+    iters[p] = step;
+    active[p] = 0;
+  }
 }
 
 }  // namespace frechet

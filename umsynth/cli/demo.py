@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="a tiny run (< 2 min), for tests and a first look")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--size", type=int, default=None, help="montage side in pixels (default 128; quick 64)")
-    p.add_argument("--steps", type=int, default=None, help="generator steps per model (default 600; quick 16)")
+    p.add_argument("--steps", type=int, default=None, help="generator steps per model (default 450; quick 16)")
     p.add_argument("--cases", type=int, default=None, help="phantom cases in all (default 60; quick 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the cohort and of every run (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

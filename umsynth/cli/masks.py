@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import numpy as np
 
+from umsynth.data.io import atomic_write
+
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg"}
 EDGE_COLOUR = (255, 40, 40)
 
@@ -96,24 +98,10 @@ def boundary_overlay(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _atomic_write(dest: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary name beside ``dest``, then rename it over ``dest``.
-
-    Readers never see a half-written file, and an interrupted run leaves the old file intact.
-    """
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        write(str(tmp))
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _save_png(arr: np.ndarray, dest: Path) -> None:
     from PIL import Image
 
-    _atomic_write(dest, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
+    atomic_write(dest, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
 
 
 def _collect(items: list[str], errors: list[tuple[str, str]]) -> list[Path]:
@@ -230,7 +218,7 @@ def run(args) -> int:
                      "edges": quote(edges_path.name)})
 
     page = _html(rows, errors, args)
-    _atomic_write(out / "index.html", lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    atomic_write(out / "index.html", lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     mean = f"{np.mean([r['ms'] for r in rows]):.1f} ms" if rows else "n/a"
     print(f"umsynth masks: {len(rows)} done, {len(errors)} failed, mean {mean} per UM; "
           f"outputs in {out}")

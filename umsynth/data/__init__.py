@@ -24,7 +24,7 @@ light.
 """
 from __future__ import annotations
 
-import importlib
+from umsynth._lazy import lazy_exports
 
 # public name -> submodule that defines it (one line per name)
 _EXPORTS = {
@@ -53,14 +53,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'umsynth.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"umsynth.data.{module}"), name)
-    globals()[name] = value  # cache: later look-ups skip this function
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -73,7 +73,7 @@ class DemoConfig:
     """
 
     size: int = 128
-    steps: int = 600
+    steps: int = 450
     n_cases: int = 60
     n_test: int = 12
     labelled_fraction: float = 0.1
@@ -82,7 +82,7 @@ class DemoConfig:
     n_downsample: int = 3
     n_blocks: int = 3
     ndf: int = 16
-    suite_steps: int = 150
+    suite_steps: int = 300
     scales: tuple | None = None
     utility_steps: int = 250
     device: str = "cpu"
@@ -224,8 +224,8 @@ def _stage_cohort(cfg: DemoConfig, out: Path) -> dict:
             write_png(out / "cohort" / part / f"case{i:03d}_labels.png", cohort.labels[i])
     return {"n_train_labelled": int(labelled.sum()), "n_train_unlabelled": int(n_train - labelled.sum()),
             "n_test": cfg.n_test, "size": cfg.size, "real_ct_slices": real_names,
-            "kernels": {k: int(v) for k, v in zip(*np.unique(arrays["kernel"], return_counts=True))},
-            "fovs": {k: int(v) for k, v in zip(*np.unique(arrays["fov"], return_counts=True))}}
+            "kernels": {str(k): int(v) for k, v in zip(*np.unique(arrays["kernel"], return_counts=True))},
+            "fovs": {str(k): int(v) for k, v in zip(*np.unique(arrays["fov"], return_counts=True))}}
 
 
 def _splits(data: dict, cfg: DemoConfig):
@@ -393,7 +393,7 @@ def _stage_utility(cfg: DemoConfig, out: Path, data: dict, progress: bool) -> di
     for name in MODELS:
         a = _load_arrays(out / "synthetic" / f"{name}.npz")
         syn[name] = (a["ct"], a["seg"])
-    scfg = SegmenterConfig(steps=cfg.utility_steps, seed=cfg.seed, width=8 if cfg.size <= 64 else 16)
+    scfg = SegmenterConfig(steps=cfg.utility_steps, seed=cfg.seed, width=8)
     return utility_experiment(tr.images[lab], tr.labels[lab], syn, test.images, test.labels, scfg,
                               device=cfg.device, progress=progress)
 

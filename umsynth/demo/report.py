@@ -12,27 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from umsynth.data.io import atomic_write as _atomic
+
 __all__ = ["colour_seg", "sample_grid", "loss_curves", "write_report", "referenced_files"]
 
 # class map colours: background black, lung steel blue, lesion orange
 _PALETTE = np.array([[0, 0, 0], [70, 130, 180], [255, 140, 0]], dtype=np.uint8)
-
-
-def _atomic(path: Path, write) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _save_png(path: Path, rgb: np.ndarray) -> None:
-    from PIL import Image
-
-    _atomic(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"))
 
 
 def colour_seg(seg: np.ndarray) -> np.ndarray:
@@ -202,7 +187,7 @@ def write_report(out_dir: str | os.PathLike, metrics: dict) -> Path:
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>umsynth demo report</title>"
             f"<style>{_CSS}</style></head><body>" + "\n".join(sec) + "</body></html>")
     path = out / "report.html"
-    _atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    _atomic(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return path
 
 
@@ -229,4 +214,4 @@ def write_json(path: str | os.PathLike, obj: dict) -> None:
             return clean(o.tolist())
         return o
 
-    _atomic(Path(path), lambda tmp: tmp.write_text(json.dumps(clean(obj), indent=2), encoding="utf-8"))
+    _atomic(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(clean(obj), indent=2), encoding="utf-8"))

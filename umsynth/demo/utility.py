@@ -43,7 +43,7 @@ class SegmenterConfig:
     depth: int = 3
     steps: int = 300
     batch_size: int = 8
-    lr: float = 2e-3
+    lr: float = 5e-3
     n_classes: int = 3
     seed: int = 0
 

@@ -5,7 +5,7 @@ the command line's parser) do not import torch.
 """
 from __future__ import annotations
 
-import importlib
+from umsynth._lazy import lazy_exports
 
 # public name -> submodule that defines it
 _EXPORTS = {
@@ -33,14 +33,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'umsynth.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"umsynth.train.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
