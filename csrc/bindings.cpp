@@ -37,6 +37,14 @@ void slic_fast_cuda_py(int device, uintptr_t stream, uintptr_t image, int dtype,
                             (const double*)lohi, (int64_t*)labels, (uint8_t*)um, (void*)scratch,
                             scratch_bytes);
 }
+
+int64_t slic_scratch_bytes_py(int device, int dtype, int mode, int64_t N, int D, int H, int W,
+                              int C, int32_t K) {
+  if (dtype < 0 || dtype > 4) throw std::invalid_argument("unsupported image dtype code");
+  return ums::slic::cuda_scratch_bytes(device, (ums::slic::DType)dtype,
+                                       (ums::slic::Intensity)mode,
+                                       ums::slic::Shape{N, D, H, W, C}, K);
+}
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -45,14 +53,13 @@ PYBIND11_MODULE(_cuda, m) {
         "(usable, reason): whether a CUDA device can be used now");
   m.def("architectures", []() { return std::string(UMS_CUDA_ARCHS); });
   bind_frechet(m);
-  m.def("slic_scratch_bytes", &ums::slic::cuda_scratch_bytes);
+  m.def("slic_scratch_bytes", &slic_scratch_bytes_py);
   m.def("slic_fast", &slic_fast_cuda_py);
 }
 
 #else
 #include "slic/slic_cpu.h"
 #include "slic/slic_reference.h"
-#include "slic/slic_twin.h"
 
 namespace {
 
@@ -85,14 +92,15 @@ ums::slic::DType dtype_of(const py::array& a) {
 void slic_fast_py(py::array image, std::optional<py::array> mask, py::array grid, int64_t N,
                   int D, int H, int W, int C, int mode, float wz, float wy, float wx, float cw,
                   int max_iter, bool enforce, int64_t min_size, int start_label, int um_step,
-                  std::optional<py::array> labels, std::optional<py::array> um, int threads) {
+                  std::optional<py::array> labels, std::optional<py::array> um, int threads,
+                  bool gpu_layout) {
   ums::slic::Shape s{N, D, H, W, C};
   const int64_t P = s.pixels();
   if ((int64_t)P >= (int64_t)1 << 31) throw std::invalid_argument("image too large: more than 2^31 pixels per image");
   const void* img = image.data();
   cptr_of<uint8_t>(image, "image", N * P * C);  // shape check
   const uint8_t* m = mask ? cptr_of<uint8_t>(*mask, "mask", P) : nullptr;
-  const int32_t* g = cptr_of<int32_t>(grid, "grid", N * 9);
+  const int32_t* g = cptr_of<int32_t>(grid, "grid", 9);
   if (labels && labels->dtype().kind() != 'i' ) throw std::invalid_argument("labels must be int64");
   if (labels && labels->itemsize() != 8) throw std::invalid_argument("labels must be int64");
   int64_t* lab = labels ? ptr_of<int64_t>(*labels, "labels", N * P) : nullptr;
@@ -101,30 +109,9 @@ void slic_fast_py(py::array image, std::optional<py::array> mask, py::array grid
   const auto dt = dtype_of(image);
   {
     py::gil_scoped_release nogil;
-    ums::slic::slic_fast(img, dt, m, s, g, (ums::slic::Intensity)mode, p, lab, u, threads);
+    ums::slic::slic_fast(img, dt, m, s, g, (ums::slic::Intensity)mode, p, lab, u, threads,
+                         gpu_layout);
   }
-}
-
-// The CUDA launcher's steps on the CPU (tests): one mask and one grid for the batch.
-void slic_fast_twin_py(py::array image, std::optional<py::array> mask, py::array grid,
-                       int64_t N, int D, int H, int W, int C, int mode, float wz, float wy,
-                       float wx, float cw, int max_iter, bool enforce, int64_t min_size,
-                       int start_label, int um_step, py::array lohi,
-                       std::optional<py::array> labels, std::optional<py::array> um,
-                       int threads) {
-  ums::slic::Shape s{N, D, H, W, C};
-  const int64_t P = s.pixels();
-  cptr_of<uint8_t>(image, "image", N * P * C);
-  const uint8_t* m = mask ? cptr_of<uint8_t>(*mask, "mask", P) : nullptr;
-  const int32_t* g = cptr_of<int32_t>(grid, "grid", 9);
-  const double* lh = cptr_of<double>(lohi, "lohi", 2 * N);
-  int64_t* lab = labels ? ptr_of<int64_t>(*labels, "labels", N * P) : nullptr;
-  uint8_t* u = um ? ptr_of<uint8_t>(*um, "um", N * P) : nullptr;
-  ums::slic::Params p{wz, wy, wx, cw, max_iter, enforce, min_size, start_label, um_step};
-  const auto dt = dtype_of(image);
-  py::gil_scoped_release nogil;
-  ums::slic::slic_fast_twin(image.data(), dt, m, s, g, (ums::slic::Intensity)mode, p, lh, lab,
-                            u, threads);
 }
 
 void um_fill_py(py::array image, py::array labels, int64_t N, int64_t P, int start_label,
@@ -184,9 +171,8 @@ PYBIND11_MODULE(_cpu, m) {
         py::arg("N"), py::arg("D"), py::arg("H"), py::arg("W"), py::arg("C"), py::arg("mode"),
         py::arg("wz"), py::arg("wy"), py::arg("wx"), py::arg("cw"), py::arg("max_iter"),
         py::arg("enforce"), py::arg("min_size"), py::arg("start_label"), py::arg("um_step"),
-        py::arg("labels"), py::arg("um"), py::arg("threads"));
+        py::arg("labels"), py::arg("um"), py::arg("threads"), py::arg("gpu_layout") = false);
   m.def("unsupervised_mask_fill", &um_fill_py);
-  m.def("slic_fast_twin", &slic_fast_twin_py);
   m.def("slic_reference_f32", &slic_reference_py<float>);
   m.def("slic_reference_f64", &slic_reference_py<double>);
   m.def("enforce_connectivity_reference", &enforce_reference_py);

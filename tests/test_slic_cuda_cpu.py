@@ -3,13 +3,16 @@
 Every step's result is defined independently of thread or atomic order. These tests
 check that definition where CI can: any thread count and batch against single images
 give the same labels; every label is one connected piece and no piece is below
-min_size unless nothing is adjacent; the CUDA launcher's own steps (slic_steps.h), run
-on the CPU by its OpenMP twin, give the optimised CPU launcher's labels and masks bit
-for bit; the CUDA module is built, reports that no device is usable, and GPU input is
-refused with that reason rather than copied to the host.
+min_size unless nothing is adjacent; the steps of slic_steps.h in the CUDA launcher's
+configuration (16-pixel row segments, one copy of the centre sums added to with
+atomics), run on the CPU, give the CPU configuration's labels and masks bit for bit
+(tests/test_slic_kernel_reference.py checks those against the numpy statement); the
+CUDA module is built, reports that no device is usable, and GPU input is refused with
+that reason rather than copied to the host.
 """
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 
@@ -232,24 +235,25 @@ def test_gpu_tests_skip_with_the_reason():
     assert "skipped" in out.stdout and reason in out.stdout and "passed" not in out.stdout
 
 
-# ------------------------------------------------------------------ the CUDA steps on the CPU
+# ------------------------------------------------------------------ the GPU configuration on the CPU
 
 
 @pytest.fixture
 def twin(monkeypatch):
-    """Route the fast SLIC through the CUDA launcher's steps run by OpenMP."""
+    """Run the fast SLIC's steps in the CUDA launcher's configuration, on the CPU."""
 
     def run(kind, fn, *a, **kw):
         with monkeypatch.context() as m:
             if kind == "twin":
-                m.setattr(masks, "_launch_cpu", masks._launch_twin)
+                m.setattr(masks, "_launch_cpu", functools.partial(masks._launch_cpu,
+                                                                  gpu_layout=True))
             return fn(*a, **kw)
 
     return run
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64])
-def test_cuda_steps_equal_cpu_launcher_2d(phantom_slice, twin, dtype):
+def test_gpu_configuration_equals_cpu_2d(phantom_slice, twin, dtype):
     img = phantom_slice["image"].astype(dtype)
     if dtype in (np.int16, np.float32, np.float64):
         img = img * 3 - 500
@@ -263,7 +267,7 @@ def test_cuda_steps_equal_cpu_launcher_2d(phantom_slice, twin, dtype):
             assert np.array_equal(twin("twin", umsynth.slic, img, threads=t, **kw), want), kw
 
 
-def test_cuda_steps_equal_cpu_launcher_3d_and_multichannel(phantom_volume, twin):
+def test_gpu_configuration_equals_cpu_3d_and_multichannel(phantom_volume, twin):
     vol = phantom_volume["hu"]
     for kw in (dict(n_segments=150, spacing=(2.5, 1.0, 1.0)),
                dict(n_segments=40, mask=phantom_volume["labels"] == 1)):
@@ -279,7 +283,7 @@ def test_cuda_steps_equal_cpu_launcher_3d_and_multichannel(phantom_volume, twin)
     assert np.array_equal(twin("twin", umsynth.slic, rgb, **kw), umsynth.slic(rgb, **kw))
 
 
-def test_cuda_steps_equal_cpu_launcher_um_batch(phantom_slice, ct_slices, twin):
+def test_gpu_configuration_equals_cpu_um_batch(phantom_slice, ct_slices, twin):
     imgs = [phantom_slice["image"]] + [ndimage.zoom(c, 512 / c.shape[0], order=1)[:512, :512]
                                        for c in ct_slices.values()]
     batch = np.stack(imgs)

@@ -208,7 +208,8 @@ def test_out_of_memory_is_chunked_then_reported(phantom_slice, monkeypatch):
 
     from umsynth import _cuda
 
-    one = _cuda.slic_scratch_bytes(0, 1, 512 * 512, 1, 506)
+    code = _device.DTYPE_CODE[batch.dtype]  # the largest (Lab) layout, with a look-up table
+    one = _cuda.slic_scratch_bytes(0, code, 1, 1, 1, 512, 512, 1, 506)
     monkeypatch.setattr(_device.Ops, "empty", lambda s, sh, dt, dev: tight(s, sh, dt, dev, 2 * one))
     _same(want, umsynth.unsupervised_mask(gpu(batch, "torch")), "torch")  # in chunks of <= 2
     monkeypatch.setattr(_device.Ops, "empty", lambda s, sh, dt, dev: tight(s, sh, dt, dev, 0))

@@ -457,26 +457,15 @@ def _slic_fast(sp, n_segments, compactness, max_num_iter, enforce, min_size_fact
     return labels, um
 
 
-def _launch_cpu(sp, image, grid, n_cells, args, want_labels, nt):
+def _launch_cpu(sp, image, grid, n_cells, args, want_labels, nt, gpu_layout=False):
+    """The steps of csrc/slic/slic_steps.h on the CPU. gpu_layout: in the CUDA
+    launcher's configuration (16-pixel segments, atomic centre sums); tests compare it."""
     from umsynth import _cpu
 
     N, D, H, W, C = image.shape
     labels = np.empty((N, D, H, W), dtype=np.int64) if want_labels else None
     um = np.empty((N, D, H, W), dtype=np.uint8) if args[-1] > 0 else None
-    _cpu.slic_fast(image, sp.mask, np.tile(grid, N), N, D, H, W, C, *args, labels, um, nt)
-    return labels, um
-
-
-def _launch_twin(sp, image, grid, n_cells, args, want_labels, nt):
-    """The CUDA launcher's steps run on the CPU (csrc/slic/slic_twin.cpp), for tests:
-    a stand-in for _launch_cpu that must give the same labels and masks."""
-    from umsynth import _cpu
-
-    N, D, H, W, C = image.shape
-    labels = np.empty((N, D, H, W), dtype=np.int64) if want_labels else None
-    um = np.empty((N, D, H, W), dtype=np.uint8) if args[-1] > 0 else None
-    lohi = sp.ops.minmax(image, sp.mask)
-    _cpu.slic_fast_twin(image, sp.mask, grid, N, D, H, W, C, *args, lohi, labels, um, nt)
+    _cpu.slic_fast(image, sp.mask, grid, N, D, H, W, C, *args, labels, um, nt, gpu_layout)
     return labels, um
 
 
@@ -499,7 +488,7 @@ def _launch_cuda(sp, image, grid, n_cells, args, want_labels, nt):
     chunk, start = max(1, min(N, (2 ** 31 - 1) // P)), 0
     while start < N:
         n = min(chunk, N - start)
-        nbytes = int(cuda.slic_scratch_bytes(dev, n, P, C, n_cells))
+        nbytes = int(cuda.slic_scratch_bytes(dev, code, args[0], n, D, H, W, C, n_cells))
         try:
             scratch = ops.empty((nbytes,), np.uint8, dev)
         except ops.oom_errors():

@@ -14,9 +14,9 @@ std::pair<bool, std::string> cuda_device_status();
 
 namespace slic {
 
-// Bytes of device scratch slic_fast_cuda needs for a batch of N images of P pixels,
-// C channels and K grid cells.
-int64_t cuda_scratch_bytes(int device, int64_t N, int64_t P, int32_t C, int32_t K);
+// Bytes of device scratch slic_fast_cuda needs for a batch of shape s, input dtype and
+// mode, and K grid cells.
+int64_t cuda_scratch_bytes(int device, DType dtype, Intensity mode, const Shape& s, int32_t K);
 
 // The fast SLIC on device memory, on `stream` (a cudaStream_t as an integer). All
 // pointers are device pointers. image: N * P * C values of `dtype`, channels last;

@@ -1,5 +1,5 @@
-// Per-element logic of the fast SLIC, written once and called by both launchers
-// (slic_cpu.cpp with OpenMP, slic_cuda.cu on the GPU). Everything here is pure
+// Per-element logic of the fast SLIC, written once; the steps of slic_steps.h call it
+// under both launchers (slic_cpu.cpp with OpenMP, slic_cuda.cu on the GPU). Everything here is pure
 // arithmetic on one pixel, one centre or one pair of neighbours, so the CPU
 // launcher run in CI executes the very operations the GPU runs.
 //
@@ -78,49 +78,8 @@ UMS_HD void candidate_cells(int32_t coord, Axis a, int32_t* lo, int32_t* hi) {
   *hi = c + 1 < a.n ? c + 1 : c;
 }
 
-// Squared weighted distance between one pixel and one centre. cz/cy/cx: centre
-// position; w*: spacing^2 / step^2 per axis; cw: 1 / compactness^2.
-UMS_HD float pixel_distance(float z, float y, float x, const float* f,
-                            const float* centre, int C, float wz, float wy, float wx,
-                            float cw) {
-  float dz = centre[0] - z, dy = centre[1] - y, dx = centre[2] - x;
-  float spatial = (wz * (dz * dz) + wy * (dy * dy)) + wx * (dx * dx);
-  float colour = 0.0f;
-  for (int c = 0; c < C; ++c) {
-    float t = f[c] - centre[3 + c];
-    colour += t * t;
-  }
-  return spatial + cw * colour;
-}
-
-// Nearest alive centre of pixel (z, y, x) among the 3 x 3 (x 3) neighbouring cells,
-// tried in increasing index with a strict "<" (ties to the smaller index, as
-// better_than()). -1 when no candidate centre is alive. The CPU launcher runs the
-// same comparisons run by run (vectorized); the GPU calls this per pixel.
-UMS_HD int32_t nearest_centre(int32_t z, int32_t y, int32_t x, const float* f,
-                              const float* centres, const uint8_t* alive, Axis az, Axis ay,
-                              Axis ax, int C, float wz, float wy, float wx, float cw) {
-  int32_t z0, z1, y0, y1, x0, x1;
-  candidate_cells(z, az, &z0, &z1);
-  candidate_cells(y, ay, &y0, &y1);
-  candidate_cells(x, ax, &x0, &x1);
-  const float fz = (float)z, fy = (float)y, fx = (float)x;
-  float best = __builtin_huge_valf();
-  int32_t label = -1;
-  for (int32_t cz = z0; cz <= z1; ++cz)
-    for (int32_t cy = y0; cy <= y1; ++cy)
-      for (int32_t cx = x0; cx <= x1; ++cx) {
-        const int32_t k = (cz * ay.n + cy) * ax.n + cx;
-        if (!alive[k]) continue;
-        const float d = pixel_distance(fz, fy, fx, f, centres + (int64_t)k * (3 + C), C, wz,
-                                       wy, wx, cw);
-        if (d < best) {
-          best = d;
-          label = k;
-        }
-      }
-  return label;
-}
+// First coordinate of cell c >= 1 along an axis: the inverse of cell_of() (for c < n).
+UMS_HD int32_t cell_first(int32_t c, Axis a) { return a.start + a.step * c - a.step / 2; }
 
 // Seed of a grid cell with a mask: its masked pixel nearest to the grid point, ties to
 // the smaller pixel index. The smallest key wins.
@@ -136,12 +95,6 @@ UMS_HD void centre_at_pixel(int64_t i, int32_t H, int32_t W, const float* f, int
   centre[1] = (float)((i / W) % H);
   centre[2] = (float)(i % W);
   for (int c = 0; c < C; ++c) centre[3 + c] = f[c];
-}
-
-// Whether centre k at distance d beats the current (best, label): nearer, or as near
-// with a smaller index. The order in which centres are tried then cannot matter.
-UMS_HD bool better_than(float d, int32_t k, float best, int32_t label) {
-  return d < best || (d == best && k < label);
 }
 
 // A centre's new position and colour from its integer sums. sums layout:

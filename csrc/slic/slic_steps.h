@@ -1,19 +1,21 @@
-// The data-parallel pipeline of the fast SLIC, written once: one functor per step (its
-// operator() handles element t of a grid-stride range) and run_pipeline(), the order of
-// the steps. An executor runs them: CudaExec (slic_cuda.cu: one grid-stride kernel per
-// step, on the caller's stream, atomics on the GPU) or OmpExec (slic_twin.cpp: OpenMP
-// loops, the same atomics on the CPU). The OpenMP executor is the portable twin that CI
-// runs, so the code the GPU runs is tested on machines without one.
+// The fast SLIC, written once: one functor per step (its operator() handles element t
+// of a range: a pixel, a row segment, a centre, a list entry) and run_pipeline(), the
+// order of the steps. Two launchers run it: slic_cpu.cpp (OpenMP loops, the
+// `algorithm="fast"` CPU path that CI tests) and slic_cuda.cu (one grid-stride kernel
+// per step on the caller's stream). They differ only in the segment length and in how
+// the centre sums are gathered (per-thread copies on the CPU, atomics on the GPU).
 //
 // Every result is defined independently of the order in which threads or atomics run:
 //   - assignment: per pixel, candidates in increasing index, strict "<";
-//   - centre sums: 64-bit integer atomics (features in fixed point);
+//   - centre sums: 64-bit integers (features in fixed point);
 //   - connected components: union-find whose links always point to the smaller pixel
 //     index (atomic min), so a root is its component's first pixel;
 //   - merging: in rounds, every group below min_size joins its largest neighbour (ties
 //     to the smaller root), chosen by an integer atomic max over neighbour keys;
-//   - consecutive labels: an exclusive scan over the surviving roots in raster order.
-// Hence the labels equal the optimised CPU launcher's (slic_cpu.cpp) bit for bit.
+//   - lists (component roots, pixels of small components) and consecutive labels:
+//     exclusive scans, in raster order.
+// Hence CPU and GPU labels are equal bit for bit, for any thread count or segment
+// length; tests/test_slic_kernel_reference.py checks them against umsynth._reference.
 #pragma once
 #include <cstdint>
 
@@ -70,11 +72,13 @@ UMS_HD void atomic_max(uint64_t* p, uint64_t v) {
   }
 #endif
 }
+// Sets a flag that many elements may set. Read first: once it is set, the cache line
+// stays shared instead of bouncing between cores on every store.
 UMS_HD void store_flag(int32_t* p) {
 #if defined(__CUDA_ARCH__)
-  *(volatile int32_t*)p = 1;
+  if (*(volatile int32_t*)p == 0) *(volatile int32_t*)p = 1;
 #else
-  __atomic_store_n(p, 1, __ATOMIC_RELAXED);
+  if (__atomic_load_n(p, __ATOMIC_RELAXED) == 0) __atomic_store_n(p, 1, __ATOMIC_RELAXED);
 #endif
 }
 // A parent link that other threads may be changing.
@@ -124,48 +128,74 @@ UMS_HD void uf_join(int32_t* par, int32_t a, int32_t b) {
 
 // ------------------------------------------------------------------ geometry
 
-constexpr int32_t kSeg = 16;  // pixels of a row per element where sums are gathered
-constexpr int kLocalC = 8;    // channels whose run sums an element keeps in registers
-
-// Geometry shared by the batch.
+// Geometry shared by the batch. Row-wise steps take one element per row segment of
+// `seg` pixels; the launcher picks seg (long on the CPU, where a segment's loops
+// vectorize; short on the GPU, where segments are threads).
 struct Geo {
   Axis az, ay, ax;
-  int32_t D, H, W, C, K;
+  int32_t D, H, W, C, K, seg;
   int64_t N, P;
-  UMS_HD int64_t segs() const { return (W + kSeg - 1) / kSeg; }
+  int64_t lut_n;  // feature look-up entries per image (integer grey input), 0: none
+  UMS_HD int64_t segs() const { return (W + seg - 1) / seg; }
   UMS_HD int64_t rows() const { return (int64_t)D * H; }
   UMS_HD int64_t segments() const { return N * rows() * segs(); }
+  UMS_HD int64_t first_segment(int64_t n) const { return n * rows() * segs(); }
 };
 
 // One row segment: element t of the N * rows * segs range.
 struct Segment {
-  int64_t n, r, base;  // image, row in the image, first pixel of the image
+  int64_t n, r, base, row;  // image, row in the image, first pixel of the image and row
   int32_t z, y, x0, x1;
+  int32_t prow;             // the row's first pixel index within its image
   UMS_HD Segment(const Geo& g, int64_t t) {
     const int64_t per = g.rows() * g.segs();
     n = t / per;
     const int64_t rem = t - n * per;
     r = rem / g.segs();
-    x0 = (int32_t)(rem % g.segs()) * kSeg;
-    x1 = x0 + kSeg < g.W ? x0 + kSeg : g.W;
+    x0 = (int32_t)(rem % g.segs()) * g.seg;
+    x1 = x0 + g.seg < g.W ? x0 + g.seg : g.W;
     z = (int32_t)(r / g.H);
     y = (int32_t)(r % g.H);
     base = n * g.P;
+    prow = (int32_t)(r * g.W);
+    row = base + prow;
   }
 };
 
-// Calls fn(run_start, run_end, key) for the runs of equal key[x] in [x0, x1).
+// Calls fn(run_start, run_end, key) for the runs of equal key[x] in [x0, x1). Runs are
+// long (tens of pixels): they are skipped four pixels per test.
 template <typename Fn>
 UMS_HD void for_runs(const int32_t* key, int32_t x0, int32_t x1, Fn fn) {
-  int32_t s = x0;
-  for (int32_t x = x0 + 1; x <= x1; ++x)
-    if (x == x1 || key[x] != key[s]) {
-      fn(s, x, key[s]);
-      s = x;
-    }
+  for (int32_t s = x0; s < x1;) {
+    const int32_t k = key[s];
+    int32_t e = s + 1;
+    while (e + 4 <= x1 && ((key[e] == k) & (key[e + 1] == k) & (key[e + 2] == k) &
+                           (key[e + 3] == k)))
+      e += 4;
+    while (e < x1 && key[e] == k) ++e;
+    fn(s, e, k);
+    s = e;
+  }
 }
 
-// ------------------------------------------------------------------ steps
+// ------------------------------------------------------------------ features and seeds
+
+// Integer grey input: the features of every grey level in the image's range, once
+// (the Lab companding costs far more than a look-up).
+template <typename T>
+struct FeatureLut {  // per (image, level - lo)
+  Geo g;
+  Intensity mode;
+  const double* lohi;
+  float* lut;
+  UMS_HD void operator()(int64_t t) const {
+    const int64_t n = t / g.lut_n, j = t - n * g.lut_n;
+    const double lo = lohi[2 * n], hi = lohi[2 * n + 1];
+    if ((double)j > hi - lo) return;  // past this image's range: never looked up
+    const T v = (T)((int64_t)lo + j);
+    pixel_features(&v, 1, mode, lo, rescale_inv(lo, hi), lut + t);
+  }
+};
 
 template <typename T>
 struct Features {  // per pixel
@@ -174,6 +204,7 @@ struct Features {  // per pixel
   Geo g;
   Intensity mode;
   const double* lohi;
+  const float* lut;  // null: computed per pixel
   float* feat;
   UMS_HD void operator()(int64_t i) const {
     const int64_t n = i / g.P, p = i - n * g.P;
@@ -183,6 +214,10 @@ struct Features {  // per pixel
       return;
     }
     const double lo = lohi[2 * n], hi = lohi[2 * n + 1];
+    if (lut) {
+      out[0] = lut[n * g.lut_n + ((int64_t)img[i] - (int64_t)lo)];
+      return;
+    }
     pixel_features(img + i * g.C, g.C, mode, lo, rescale_inv(lo, hi), out);
   }
 };
@@ -229,14 +264,105 @@ struct SeedCentres {  // per (image, cell)
   }
 };
 
+// Grey images: inclusive prefix sums of the fixed-point features along each row
+// segment. Features never change, so a run's feature sum is then two look-ups.
+struct FeatureCum {
+  const float* feat;
+  Geo g;
+  int64_t* cum;
+  UMS_HD void operator()(int64_t t) const {
+    const Segment s(g, t);
+    int64_t acc = 0;
+    for (int64_t i = s.row + s.x0; i < s.row + s.x1; ++i) cum[i] = acc += feature_fixed(feat[i]);
+  }
+};
+
 struct Fill {
   int32_t* a;
   int32_t v;
   UMS_HD void operator()(int64_t i) const { a[i] = v; }
 };
 
-// One assignment pass over a row segment; the centre sums of its runs of equal
-// labels are added with one atomic per run and sum.
+// ------------------------------------------------------------------ k-means
+
+constexpr int kLanes = 8;  // pixels of a span handled together (one AVX2 vector)
+
+// The candidate centres of a span, in increasing index: index, z and y terms of the
+// distance, x position, centre.
+struct Candidates {
+  int n;
+  int32_t k[27];
+  float za[27], cx[27];
+  const float* centre[27];
+};
+
+// Nearest candidate of each pixel x in [xb, xe) of a row (features from frow), into
+// kb[x - xb]; -1 without candidates. The distance, in float32 and in this order, is
+//   ((wz*dz^2 + wy*dy^2) + wx*dx^2) + cw * sum_c (f_c - centre_c)^2
+// with d* = centre position - pixel position, w* = spacing^2 / step^2 per axis and
+// cw = 1 / compactness^2. Candidates are tried in increasing index with a strict "<",
+// so ties go to the smaller index. Grey pixels go kLanes at a time, best distance and
+// label held in registers across the candidates (the loops over lanes vectorize); the
+// last chunk reads up to kLanes - 1 features past xe and writes as many labels past
+// xe (the caller pads both).
+UMS_HD void span_nearest(const float* __restrict frow, int32_t xb, int32_t xe,
+                         const Candidates& cd, int C, float wx, float cw,
+                         int32_t* __restrict kb) {
+  if (C == 1) {
+    for (int32_t x0 = xb; x0 < xe; x0 += kLanes) {
+      float f[kLanes], best[kLanes], px[kLanes];
+      int32_t lab[kLanes];
+      UMS_LANES
+      for (int l = 0; l < kLanes; ++l) {
+        f[l] = frow[x0 + l];
+        px[l] = (float)(x0 + l);
+        best[l] = __builtin_huge_valf();
+        lab[l] = -1;
+      }
+      for (int j = 0; j < cd.n; ++j) {
+        const float c0 = cd.centre[j][3], za = cd.za[j], cx = cd.cx[j];
+        const int32_t k = cd.k[j];
+        UMS_LANES
+        for (int l = 0; l < kLanes; ++l) {  // 0 + t*t == t*t: the colour sum is t*t
+          const float dx = cx - px[l], t = f[l] - c0;
+          const float d = (za + wx * (dx * dx)) + cw * (t * t);
+          const int32_t win = -(int32_t)(d < best[l]);  // a bit mask: it vectorizes
+          best[l] = d < best[l] ? d : best[l];
+          lab[l] = (k & win) | (lab[l] & ~win);
+        }
+      }
+      UMS_LANES
+      for (int l = 0; l < kLanes; ++l) kb[x0 - xb + l] = lab[l];
+    }
+    return;
+  }
+  for (int32_t x = xb; x < xe; ++x) {
+    float best = __builtin_huge_valf();
+    int32_t lab = -1;
+    for (int j = 0; j < cd.n; ++j) {
+      const float dx = cd.cx[j] - (float)x;
+      float colour = 0.0f;
+      for (int c = 0; c < C; ++c) {
+        const float t = frow[(int64_t)x * C + c] - cd.centre[j][3 + c];
+        colour += t * t;
+      }
+      const float d = (cd.za[j] + wx * (dx * dx)) + cw * colour;
+      if (d < best) {
+        best = d;
+        lab = cd.k[j];
+      }
+    }
+    kb[x - xb] = lab;
+  }
+}
+
+// One assignment pass over a row segment of at most L pixels. The segment splits into
+// spans whose pixels share their candidate cells; each candidate centre is compared
+// with a whole span at once (span_nearest), in increasing index. Then the centre sums
+// of the segment's runs of equal labels are added, once per run: with atomics where
+// all elements share one copy of the sums (GPU), plainly where each thread owns a
+// copy (CPU; Update adds the copies).
+template <int L>
 struct Assign {
   const float* feat;
   const uint8_t* mask;
@@ -244,61 +370,91 @@ struct Assign {
   const uint8_t* alive;
   Geo g;
   Params p;
+  const int64_t* cum;   // FeatureCum's sums (grey), or null
   int32_t* lab;
   int64_t* sums;
+  int64_t part_stride;  // distance between the threads' copies of the sums
+  bool shared_sums;
   const int32_t* active;
   int32_t* changed;
+
+  Assign with_part(int q) const {  // the copy of thread q (CPU)
+    Assign a = *this;
+    a.sums += q * part_stride;
+    return a;
+  }
+  UMS_HD void add(int64_t* a, int64_t v) const {
+    if (shared_sums) atomic_add(a, v);
+    else *a += v;
+  }
   UMS_HD void operator()(int64_t t) const {
     const Segment s(g, t);
     if (!active[s.n]) return;
-    const int F = 3 + g.C, S = 4 + g.C;
-    const bool local = g.C <= kLocalC;
+    const int C = g.C, F = 3 + C, S = 4 + C;
     const float* cen = centres + s.n * g.K * F;
-    int64_t* sm = sums + s.n * g.K * S;
-    const int64_t row = s.base + s.r * g.W;
-    int32_t rk = -1;
-    int64_t rn = 0, rx = 0, rf[kLocalC] = {0};
-    bool diff = false;
-    for (int32_t x = s.x0; x <= s.x1; ++x) {
-      int32_t k = -1;
-      const float* f = feat + (row + x) * g.C;
-      if (x < s.x1) {
-        if (!mask || mask[s.r * g.W + x])
-          k = nearest_centre(s.z, s.y, x, f, cen, alive, g.az, g.ay, g.ax, g.C, p.wz, p.wy,
-                             p.wx, p.cw);
-        if (lab[row + x] != k) {
-          diff = true;
-          lab[row + x] = k;
-        }
-      }
-      if (x == s.x1 || k != rk) {  // the run of rk ends: add its sums
-        if (rk >= 0) {
-          int64_t* a = sm + (int64_t)rk * S;
-          atomic_add(a + 0, rn);
-          atomic_add(a + 1, (int64_t)s.z * rn);
-          atomic_add(a + 2, (int64_t)s.y * rn);
-          atomic_add(a + 3, rx);
-          if (local)
-            for (int c = 0; c < g.C; ++c) atomic_add(a + 4 + c, rf[c]);
-        }
-        rk = k;
-        rn = rx = 0;
-        for (int c = 0; c < kLocalC; ++c) rf[c] = 0;
-      }
-      if (x == s.x1 || k < 0) continue;
-      ++rn;
-      rx += x;
-      for (int c = 0; c < g.C; ++c) {
-        if (local) rf[c] += feature_fixed(f[c]);
-        else atomic_add(sm + (int64_t)k * S + 4 + c, feature_fixed(f[c]));
-      }
+    const float* frow = feat + s.row * C;
+    const int32_t len = s.x1 - s.x0;
+    int32_t kb[L + kLanes];  // lanes past a span's end are scratch, overwritten later
+    int32_t z0, z1, y0, y1;
+    candidate_cells(s.z, g.az, &z0, &z1);
+    candidate_cells(s.y, g.ay, &y0, &y1);
+    const float fz = (float)s.z, fy = (float)s.y;
+    for (int32_t xb = s.x0; xb < s.x1;) {  // spans of pixels with the same candidates
+      const int32_t cx = cell_of(xb, g.ax);
+      int32_t xe = cx + 1 < g.ax.n ? cell_first(cx + 1, g.ax) : s.x1;
+      xe = xe < s.x1 ? xe : s.x1;
+      const int32_t x0 = cx > 0 ? cx - 1 : 0, x1 = cx + 1 < g.ax.n ? cx + 1 : cx;
+      Candidates cd;
+      cd.n = 0;
+      for (int32_t cz = z0; cz <= z1; ++cz)
+        for (int32_t cy = y0; cy <= y1; ++cy)
+          for (int32_t cc = x0; cc <= x1; ++cc) {
+            const int32_t k = (cz * g.ay.n + cy) * g.ax.n + cc;
+            if (!alive[k]) continue;
+            const float* c = cen + (int64_t)k * F;
+            const float dz = c[0] - fz, dy = c[1] - fy;
+            cd.k[cd.n] = k;
+            cd.za[cd.n] = p.wz * (dz * dz) + p.wy * (dy * dy);
+            cd.cx[cd.n] = c[2];
+            cd.centre[cd.n++] = c;
+          }
+      span_nearest(frow, xb, xe, cd, C, p.wx, p.cw, kb + (xb - s.x0));
+      xb = xe;
+    }
+    if (mask)
+      for (int32_t j = 0; j < len; ++j) kb[j] = mask[s.prow + s.x0 + j] ? kb[j] : -1;
+    int32_t* lrow = lab + s.row + s.x0;
+    int32_t diff = 0;
+    for (int32_t j = 0; j < len; ++j) {  // branch-free: it vectorizes
+      diff |= lrow[j] ^ kb[j];
+      lrow[j] = kb[j];
     }
     if (diff) store_flag(changed + s.n);
+    int64_t* sm = sums + s.n * g.K * S;
+    for_runs(kb, 0, len, [&](int32_t a, int32_t b, int32_t k) {
+      if (k < 0) return;
+      int64_t* o = sm + (int64_t)k * S;
+      const int64_t n = b - a, xa = s.x0 + a;
+      add(o + 0, n);
+      add(o + 1, (int64_t)s.z * n);
+      add(o + 2, (int64_t)s.y * n);
+      add(o + 3, (2 * xa + n - 1) * n / 2);  // x over the run, exactly
+      if (cum) {
+        const int64_t* cs = cum + s.row;
+        add(o + 4, cs[xa + n - 1] - (a > 0 ? cs[xa - 1] : 0));
+        return;
+      }
+      for (int c = 0; c < C; ++c) {
+        int64_t acc = 0;
+        for (int64_t x = xa; x < xa + n; ++x) acc += feature_fixed(frow[x * C + c]);
+        add(o + 4 + c, acc);
+      }
+    });
   }
 };
 
-// After pass `it`: an image whose labels did not change has converged (the CPU
-// launcher leaves its loop there, before the update).
+// After pass `it`: an image whose labels did not change has converged; it leaves the
+// loop before the update.
 struct IterFlags {
   int32_t* active;
   int32_t* changed;
@@ -309,17 +465,25 @@ struct IterFlags {
   }
 };
 
-struct Update {  // per (image, centre)
+struct Update {  // per (image, centre): add up the copies of the sums, move the centre
   float* centres;
   int64_t* sums;
+  int32_t parts;
+  int64_t part_stride;
   const uint8_t* alive;
   const int32_t* active;
   Geo g;
   UMS_HD void operator()(int64_t t) const {
     const int64_t n = t / g.K, k = t - n * g.K;
     const int S = 4 + g.C;
-    if (active[n] && alive[k]) centre_from_sums(sums + t * S, g.C, centres + t * (3 + g.C));
-    for (int j = 0; j < S; ++j) sums[t * S + j] = 0;
+    int64_t* mine = sums + t * S;
+    for (int q = 1; q < parts; ++q)
+      for (int j = 0; j < S; ++j) {
+        mine[j] += mine[q * part_stride + j];
+        mine[q * part_stride + j] = 0;
+      }
+    if (active[n] && alive[k]) centre_from_sums(mine, g.C, centres + t * (3 + g.C));
+    for (int j = 0; j < S; ++j) mine[j] = 0;
   }
 };
 
@@ -332,76 +496,165 @@ struct RawLabels {  // without connectivity: cluster ids
   }
 };
 
+// ------------------------------------------------------------------ connected components
+// 4-connectivity in 2D, 6 in 3D. Pixel indices below are within the image.
+
+// Per segment: every pixel of a run of equal labels links to the run's first pixel.
 struct CclInit {
   const int32_t* lab;
   Geo g;
   int32_t* par;
   int32_t* gsize;
-  UMS_HD void operator()(int64_t i) const {
-    par[i] = lab[i] >= 0 ? (int32_t)(i % g.P) : -1;
-    gsize[i] = 0;
+  UMS_HD void operator()(int64_t t) const {
+    const Segment s(g, t);
+    int32_t start = -1;
+    for (int32_t x = s.x0; x < s.x1; ++x) {
+      const int64_t i = s.row + x;
+      const int32_t l = lab[i];
+      gsize[i] = 0;
+      if (l >= 0 && !(x > s.x0 && lab[i - 1] == l)) start = s.prow + x;
+      par[i] = l < 0 ? -1 : start;
+    }
   }
 };
 
-// 4-connectivity in 2D, 6 in 3D: union with the left, upper and previous-slice
-// neighbours of the same label. A pixel whose left neighbour already joined the same
-// pair of runs skips the union (as the CPU launcher does).
+// Per segment: union with the left neighbour across the segment's start, and with the
+// upper and previous-slice neighbours of the same label, once per overlap of two runs
+// (a pixel whose left neighbour already joined the same two runs is skipped).
 struct CclUnion {
   const int32_t* lab;
   Geo g;
   int32_t* par;
-  UMS_HD void operator()(int64_t i) const {
-    const int32_t l = lab[i];
-    if (l < 0) return;
-    const int64_t n = i / g.P, HW = (int64_t)g.H * g.W;
-    const int32_t p = (int32_t)(i - n * g.P);
-    const int32_t x = p % g.W, y = (p / g.W) % g.H, z = (int32_t)(p / HW);
-    const int32_t* lb = lab + n * g.P;
-    int32_t* pr = par + n * g.P;
-    const bool left = x > 0 && lb[p - 1] == l;
-    if (left) uf_join(pr, p, p - 1);
-    if (y > 0 && lb[p - g.W] == l && !(left && lb[p - 1 - g.W] == l)) uf_join(pr, p, p - g.W);
-    if (z > 0 && lb[p - HW] == l && !(left && lb[p - 1 - HW] == l))
-      uf_join(pr, p, (int32_t)(p - HW));
+  UMS_HD void operator()(int64_t t) const {
+    const Segment s(g, t);
+    const int32_t* lb = lab + s.base;
+    int32_t* pr = par + s.base;
+    const int64_t HW = (int64_t)g.H * g.W;
+    for (int32_t x = s.x0; x < s.x1; ++x) {
+      const int32_t p = s.prow + x, l = lb[p];
+      if (l < 0) continue;
+      const bool left = x > 0 && lb[p - 1] == l;
+      if (left && x == s.x0) uf_join(pr, p, p - 1);
+      if (s.y > 0 && lb[p - g.W] == l && !(left && lb[p - 1 - g.W] == l))
+        uf_join(pr, p, p - g.W);
+      if (s.z > 0 && lb[p - HW] == l && !(left && lb[p - 1 - HW] == l))
+        uf_join(pr, p, (int32_t)(p - HW));
+    }
   }
 };
 
+// Per segment, run by run: every pixel to its component's root (the component's first
+// pixel); the run's length is added to the root's size. Each component starts as its
+// own group.
 struct CclFlatten {
+  const int32_t* lab;
   Geo g;
   int32_t* par;
   int32_t* grp;
-  UMS_HD void operator()(int64_t i) const {
-    if (par[i] < 0) return;
-    const int64_t n = i / g.P;
-    const int32_t p = (int32_t)(i - n * g.P);
-    const int32_t root = uf_root(par + n * g.P, p);
-    store_link(par + i, root);  // others may be walking through this link
-    if (root == p) grp[i] = p;  // every component starts as its own group
-  }
-};
-
-struct CclSizes {  // per row segment: pixel counts at the roots
-  const int32_t* par;
-  Geo g;
   int32_t* gsize;
   UMS_HD void operator()(int64_t t) const {
     const Segment s(g, t);
-    int32_t* gs = gsize + s.base;
-    for_runs(par + s.base + s.r * g.W, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t root) {
-      if (root >= 0) atomic_add(gs + root, b - a);
+    int32_t* pr = par + s.base;
+    for_runs(lab + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t l) {
+      if (l < 0) return;
+      const int32_t p = s.prow + a, root = uf_root(pr, p);
+      for (int32_t x = a; x < b; ++x) store_link(pr + s.prow + x, root);  // others walk here
+      if (root == p) grp[s.base + p] = p;
+      atomic_add(gsize + s.base + root, b - a);
     });
   }
 };
 
-struct MergeInit {  // per group root
+// ------------------------------------------------------------------ lists
+// Compact lists of pixels (component roots; pixels of small components) in raster
+// order: a count per segment, an exclusive scan, a scatter.
+
+struct RootCount {
   const int32_t* par;
+  Geo g;
+  int32_t* cnt;
+  UMS_HD void operator()(int64_t t) const {
+    const Segment s(g, t);
+    int32_t c = 0;
+    for (int32_t x = s.x0; x < s.x1; ++x) c += par[s.row + x] == s.prow + x;
+    cnt[t] = c;
+  }
+};
+
+struct RootScatter {  // roots[j]: the j-th root (batch pixel index); pos: j at the root
+  const int32_t* par;
+  const int32_t* off;
+  Geo g;
+  int32_t* roots;
+  int32_t* pos;
+  UMS_HD void operator()(int64_t t) const {
+    const Segment s(g, t);
+    int32_t j = off[t];
+    for (int32_t x = s.x0; x < s.x1; ++x)
+      if (par[s.row + x] == s.prow + x) {
+        roots[j] = (int32_t)(s.row + x);
+        pos[s.row + x] = j++;
+      }
+  }
+};
+
+struct SmallCount {  // pixels of components below min_size
+  const int32_t* par;
+  const int32_t* gsize;
+  Geo g;
+  int64_t min_size;
+  int32_t* cnt;
+  UMS_HD void operator()(int64_t t) const {
+    const Segment s(g, t);
+    int32_t c = 0;
+    for_runs(par + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t root) {
+      if (root >= 0 && gsize[s.base + root] < min_size) c += b - a;
+    });
+    cnt[t] = c;
+  }
+};
+
+struct SmallScatter {
+  const int32_t* par;
+  const int32_t* gsize;
+  const int32_t* off;
+  Geo g;
+  int64_t min_size;
+  int32_t* small;
+  UMS_HD void operator()(int64_t t) const {
+    const Segment s(g, t);
+    int32_t j = off[t];
+    for_runs(par + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t root) {
+      if (root >= 0 && gsize[s.base + root] < min_size)
+        for (int32_t x = a; x < b; ++x) small[j++] = (int32_t)(s.row + x);
+    });
+  }
+};
+
+struct ListTotal {  // count of a list: last offset + last count
+  const int32_t* cnt;
+  const int32_t* off;
+  int64_t n;
+  int32_t* total;
+  UMS_HD void operator()(int64_t) const { *total = n > 0 ? off[n - 1] + cnt[n - 1] : 0; }
+};
+
+// ------------------------------------------------------------------ merging
+// In rounds: every group below min_size joins its largest neighbouring group (ties to
+// the smaller root). Groups are sets of components; grp[root] is the group's root.
+// The round steps run over the component roots, or over the pixels of components that
+// were small at the start (groups only grow, so no other pixel can matter).
+
+struct MergeInit {  // per component root
+  const int32_t* roots;
   const int32_t* grp;
   Geo g;
   uint64_t* best;
   int32_t* up;
-  UMS_HD void operator()(int64_t i) const {
+  UMS_HD void operator()(int64_t j) const {
+    const int64_t i = roots[j];
     const int32_t p = (int32_t)(i % g.P);
-    if (par[i] == p && grp[i] == p) {
+    if (grp[i] == p) {
       best[i] = 0;
       up[i] = p;
     }
@@ -410,18 +663,18 @@ struct MergeInit {  // per group root
 
 // Each pixel of a group below min_size offers its neighbours' groups; the largest
 // (ties: smaller root) wins through an integer atomic max.
-struct MergeConsider {
+struct MergeConsider {  // per listed pixel
+  const int32_t* small;
   const int32_t* par;
   const int32_t* grp;
   const int32_t* gsize;
   Geo g;
   int64_t min_size;
   uint64_t* best;
-  UMS_HD void operator()(int64_t i) const {
-    const int32_t r = par[i];
-    if (r < 0) return;
+  UMS_HD void operator()(int64_t q) const {
+    const int64_t i = small[q];
     const int64_t base = (i / g.P) * g.P, p = i - base, HW = (int64_t)g.H * g.W;
-    const int32_t gi = grp[base + r];
+    const int32_t gi = grp[base + par[i]];
     if (gsize[base + gi] >= min_size) return;
     const int32_t x = (int32_t)(p % g.W), y = (int32_t)((p / g.W) % g.H);
     const int32_t z = (int32_t)(p / HW);
@@ -438,8 +691,8 @@ struct MergeConsider {
   }
 };
 
-struct MergeUnion {  // per group root below min_size with a neighbour
-  const int32_t* par;
+struct MergeUnion {  // per component root: groups below min_size with a neighbour
+  const int32_t* roots;
   const int32_t* grp;
   const int32_t* gsize;
   const uint64_t* best;
@@ -447,10 +700,10 @@ struct MergeUnion {  // per group root below min_size with a neighbour
   int64_t min_size;
   int32_t* up;
   int32_t* merged;
-  UMS_HD void operator()(int64_t i) const {
-    const int64_t base = (i / g.P) * g.P;
+  UMS_HD void operator()(int64_t j) const {
+    const int64_t i = roots[j], base = (i / g.P) * g.P;
     const int32_t p = (int32_t)(i - base);
-    if (par[i] != p || grp[i] != p || gsize[i] >= min_size || best[i] == 0) return;
+    if (grp[i] != p || gsize[i] >= min_size || best[i] == 0) return;
     uf_join(up + base, p, merge_key_root(best[i]));
     store_flag(merged);
   }
@@ -458,17 +711,16 @@ struct MergeUnion {  // per group root below min_size with a neighbour
 
 // Every component root follows its group to the merged group's root; merged groups
 // add their size to it. A merged group's size is read by its own element only, and
-// only roots receive additions.
-struct MergeFlatten {
-  const int32_t* par;
+// only roots of surviving groups receive additions.
+struct MergeFlatten {  // per component root
+  const int32_t* roots;
   Geo g;
   const int32_t* up;
   int32_t* grp;
   int32_t* gsize;
-  UMS_HD void operator()(int64_t i) const {
-    const int64_t base = (i / g.P) * g.P;
+  UMS_HD void operator()(int64_t j) const {
+    const int64_t i = roots[j], base = (i / g.P) * g.P;
     const int32_t p = (int32_t)(i - base);
-    if (par[i] != p) return;
     const int32_t gi = grp[i];
     const int32_t t = uf_root(up + base, gi);
     if (p == gi && t != gi) atomic_add(gsize + base + t, gsize[i]);
@@ -476,33 +728,45 @@ struct MergeFlatten {
   }
 };
 
-struct FinalFlags {
-  const int32_t* par;
+// ------------------------------------------------------------------ labels and mask
+
+struct FinalFlags {  // per component root: 1 where it is its group's root
+  const int32_t* roots;
   const int32_t* grp;
   Geo g;
   int32_t* flags;
-  UMS_HD void operator()(int64_t i) const {
-    const int32_t p = (int32_t)(i % g.P);
-    flags[i] = (par[i] == p && grp[i] == p) ? 1 : 0;
+  UMS_HD void operator()(int64_t j) const {
+    const int64_t i = roots[j];
+    flags[j] = grp[i] == (int32_t)(i % g.P) ? 1 : 0;
   }
 };
 
-// Final labels: the rank of the pixel's group root among the image's surviving roots
-// (raster order) + start_label. lab keeps the group root for the mask fill.
+// Per segment, run by run: the label is the rank of the pixel's group root among the
+// image's group roots in raster order, + start_label. lab keeps the group root for
+// the mask fill (-1 outside the mask).
 struct FinalLabels {
   const int32_t* par;
   const int32_t* grp;
-  const int32_t* idx;
+  const int32_t* pos;
+  const int32_t* rank;
+  const int32_t* off;
   Geo g;
   int32_t sl;
   int32_t* lab;
   int64_t* labels;
-  UMS_HD void operator()(int64_t i) const {
-    const int64_t base = (i / g.P) * g.P;
-    const int32_t r = par[i];
-    const int32_t rep = r < 0 ? -1 : grp[base + r];
-    lab[i] = rep;
-    if (labels) labels[i] = rep < 0 ? sl - 1 : (int64_t)(idx[base + rep] - idx[base]) + sl;
+  UMS_HD void operator()(int64_t t) const {
+    const Segment s(g, t);
+    for_runs(par + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t r) {
+      const int32_t rep = r < 0 ? -1 : grp[s.base + r];
+      // the image's first root is the first of its list entries (it has one: rep)
+      const int64_t v = rep < 0 ? sl - 1
+                                : (int64_t)(rank[pos[s.base + rep]] -
+                                            rank[off[g.first_segment(s.n)]]) + sl;
+      for (int32_t x = a; x < b; ++x) {
+        lab[s.row + x] = rep;
+        if (labels) labels[s.row + x] = v;
+      }
+    });
   }
 };
 
@@ -515,11 +779,10 @@ struct UmSums {  // per row segment: fixed-point grey sums at the group roots
   int64_t* usum;
   UMS_HD void operator()(int64_t t) const {
     const Segment s(g, t);
-    const int64_t row = s.base + s.r * g.W;
     const double lo = lohi[2 * s.n], scale = um_scale(lo, lohi[2 * s.n + 1]);
     int64_t* us = usum + s.base;
-    const T* im = img + row;
-    for_runs(rep + row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t root) {
+    const T* im = img + s.row;
+    for_runs(rep + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t root) {
       if (root < 0) return;
       int64_t acc = 0;
       for (int32_t x = a; x < b; ++x) acc += grey_fixed16(im[x], lo, scale);
@@ -528,80 +791,114 @@ struct UmSums {  // per row segment: fixed-point grey sums at the group roots
   }
 };
 
-struct UmWrite {
+struct UmWrite {  // per row segment, run by run
   const int32_t* rep;
   const int32_t* gsize;
   const int64_t* usum;
   Geo g;
   int32_t step;
   uint8_t* um;
-  UMS_HD void operator()(int64_t i) const {
-    const int64_t base = (i / g.P) * g.P;
-    const int32_t r = rep[i];
-    um[i] = r < 0 ? 0 : um_value(usum[base + r], gsize[base + r], step);
+  UMS_HD void operator()(int64_t t) const {
+    const Segment s(g, t);
+    for_runs(rep + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t r) {
+      const uint8_t v = r < 0 ? 0 : um_value(usum[s.base + r], gsize[s.base + r], step);
+      for (int32_t x = a; x < b; ++x) um[s.row + x] = v;
+    });
   }
 };
 
 // ------------------------------------------------------------------ scratch layout
 
 // The scratch buffers of one launch, carved from one allocation at `base` (null to
-// learn the size alone). scan_bytes: the temporary storage the executor's scan needs.
+// learn the size alone). parts: copies of the centre sums (one per CPU thread; one on
+// the GPU). scan_bytes: the temporary storage the executor's scan needs.
 struct Buffers {
-  float* feat;      // N*P*C features
+  float* feat;      // N*P*C features; after the k-means: the list of small pixels, then flags
   int32_t* lab;     // N*P cluster ids, then group roots
   int32_t* par;     // N*P union-find links (component roots after flattening)
   int32_t* grp;     // N*P group of each component root
   int32_t* gsize;   // N*P group sizes, at group roots
-  int32_t* up;      // N*P union-find over groups, then the flags of surviving roots
-  int32_t* idx;     // N*P exclusive scan of the flags
-  uint64_t* best;   // N*P merge keys, then fixed-point grey sums of the mask fill
+  int32_t* up;      // N*P union-find over groups; then the ranks of the roots
+  int32_t* pos;     // N*P place of each root in the root list
+  int32_t* roots;   // N*P (at most) component roots
+  uint64_t* best;   // N*P feature prefix sums (grey), merge keys, grey sums of the mask fill
+  int32_t* cnt;     // per segment: list counts
+  int32_t* off;     // per segment: offsets into the root list
+  int32_t* soff;    // per segment: offsets into the list of small pixels
   float* centres;   // N*K*(3+C)
-  int64_t* sums;    // N*K*(4+C)
+  int64_t* sums;    // parts * N*K*(4+C)
+  float* lut;       // N*lut_n
   uint64_t* keys;   // K seed keys
   uint8_t* alive;   // K
   int32_t* active;  // N images still iterating
   int32_t* changed; // N
-  int32_t* flag;    // 1: a merge happened this round
+  int32_t* flag;    // [0]: a merge happened this round; [1]: a list's length
   void* scan;
   int64_t scan_bytes, total = 0;
-  Buffers(char* base, int64_t N, int64_t P, int32_t C, int32_t K, int64_t scan_b)
+  Buffers(char* base, int64_t N, int64_t P, int32_t C, int32_t K, int64_t segments,
+          int64_t lut_n, int32_t parts, int64_t scan_b)
       : scan_bytes(scan_b) {
     const int64_t NP = N * P;
-    take(base, feat, NP * C * 4);
+    take(base, feat, NP * C * 4 + 4 * kLanes);  // span_nearest reads past a row's end
     take(base, lab, NP * 4);
     take(base, par, NP * 4);
     take(base, grp, NP * 4);
     take(base, gsize, NP * 4);
     take(base, up, NP * 4);
-    take(base, idx, NP * 4);
+    take(base, pos, NP * 4);
+    take(base, roots, NP * 4);
     take(base, best, NP * 8);
+    take(base, cnt, segments * 4);
+    take(base, off, segments * 4);
+    take(base, soff, segments * 4);
     take(base, centres, N * K * (3 + C) * 4);
-    take(base, sums, N * K * (4 + C) * 8);
+    take(base, sums, parts * N * K * (4 + C) * 8);
+    take(base, lut, N * lut_n * 4);
     take(base, keys, (int64_t)K * 8);
     take(base, alive, K);
     take(base, active, N * 4);
     take(base, changed, N * 4);
-    take(base, flag, 4);
+    take(base, flag, 8);
     take(base, scan, scan_b);
   }
 
  private:
-  template <typename P>
-  void take(char* base, P*& ptr, int64_t bytes) {  // 256-byte aligned slices
-    ptr = reinterpret_cast<P*>(reinterpret_cast<uintptr_t>(base) + (uintptr_t)total);
+  template <typename Ptr>
+  void take(char* base, Ptr*& ptr, int64_t bytes) {  // 256-byte aligned slices
+    ptr = reinterpret_cast<Ptr*>(reinterpret_cast<uintptr_t>(base) + (uintptr_t)total);
     total += (bytes + 255) / 256 * 256;
   }
 };
 
+// Feature look-up entries per image for integer grey input: the full range of the
+// type (the GPU launcher, which does not know the images' ranges on the host).
+UMS_HD int64_t lut_entries_for_type(DType d, int32_t C, Intensity mode) {
+  if (C != 1 || mode == Intensity::Raw) return 0;
+  if (d == DType::U8) return 256;
+  if (d == DType::U16 || d == DType::I16) return 65536;
+  return 0;
+}
+
 // ------------------------------------------------------------------ the pipeline
-// Exec provides: for_each(n, functor), zero(ptr, bytes), fill_bytes(ptr, byte, bytes),
-// read_flag(const int32_t*) (waits for the work before it), exclusive_scan(in, out, n,
-// tmp, tmp_bytes) and check(what) (reports launch errors).
+// Exec provides: kSeg (segment length), kSharedSums (one copy of the centre sums,
+// updated with atomics), parts() (copies of the sums), for_each(n, functor),
+// for_each_part(n, functor) (functor.with_part(thread) per thread where sums are
+// private), zero(ptr, bytes), fill_bytes(ptr, byte, bytes), read_int(const int32_t*)
+// (waits for the work before it), exclusive_scan(in, out, n, tmp, tmp_bytes) and
+// check(what) (reports launch errors).
+
+// A list from the per-segment counts in B.cnt: the offsets, and its length returned.
+template <typename Exec>
+int64_t make_offsets(Exec& ex, int64_t segments, int32_t* off, const Buffers& B) {
+  ex.exclusive_scan(B.cnt, off, segments, B.scan, B.scan_bytes);
+  ex.for_each(1, ListTotal{B.cnt, off, segments, B.flag + 1});
+  return ex.read_int(B.flag + 1);
+}
 
 template <typename Exec, typename T>
 void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
                   const int32_t* grid, Intensity mode, const Params& p, const double* lohi,
-                  int64_t* labels, uint8_t* um, const Buffers& B) {
+                  int64_t lut_n, int64_t* labels, uint8_t* um, const Buffers& B) {
   Geo g;
   g.az = {grid[0], grid[1], grid[2]};
   g.ay = {grid[3], grid[4], grid[5]};
@@ -611,35 +908,40 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
   g.W = s.W;
   g.C = s.C;
   g.K = g.az.n * g.ay.n * g.ax.n;
+  g.seg = Exec::kSeg;
   g.N = s.N;
   g.P = s.pixels();
+  g.lut_n = std::is_integral<T>::value ? lut_n : 0;
   const int64_t NP = g.N * g.P, NK = g.N * g.K, SEGS = g.segments();
+  const int64_t stride = NK * (4 + g.C);
   float* feat = B.feat;
-  int32_t *lab = B.lab, *par = B.par, *grp = B.grp, *gsize = B.gsize, *up = B.up, *idx = B.idx;
-  uint64_t *best = B.best, *keys = B.keys;
-  float* centres = B.centres;
-  int64_t* sums = B.sums;
-  uint8_t* alive = B.alive;
+  int32_t *lab = B.lab, *par = B.par, *grp = B.grp, *gsize = B.gsize, *up = B.up;
+  uint64_t* best = B.best;
   int32_t *active = B.active, *changed = B.changed, *flag = B.flag;
 
   // features and seeds
-  ex.for_each(NP, Features<T>{image, mask, g, mode, lohi, feat});
-  ex.fill_bytes(keys, 0xFF, (size_t)g.K * 8);
-  if (mask) ex.for_each(g.P, SeedKeysMasked{mask, g, keys});
-  else ex.for_each(g.K, SeedKeysGrid{g, keys});
-  ex.for_each(NK, SeedCentres{keys, feat, g, centres, alive});
+  if (g.lut_n > 0) ex.for_each(g.N * g.lut_n, FeatureLut<T>{g, mode, lohi, B.lut});
+  ex.for_each(NP, Features<T>{image, mask, g, mode, lohi, g.lut_n > 0 ? B.lut : nullptr, feat});
+  ex.fill_bytes(B.keys, 0xFF, (size_t)g.K * 8);
+  if (mask) ex.for_each(g.P, SeedKeysMasked{mask, g, B.keys});
+  else ex.for_each(g.K, SeedKeysGrid{g, B.keys});
+  ex.for_each(NK, SeedCentres{B.keys, feat, g, B.centres, B.alive});
   ex.check("seeding");
 
   // k-means passes; an image stops once a pass changes none of its labels
-  ex.zero(sums, (size_t)NK * (4 + g.C) * 8);
+  ex.zero(B.sums, (size_t)(ex.parts() * stride * 8));
   ex.zero(changed, (size_t)g.N * 4);
   ex.for_each(g.N, Fill{active, 1});
+  int64_t* cum = g.C == 1 ? (int64_t*)best : nullptr;  // best is free until the merging
+  if (cum) ex.for_each(SEGS, FeatureCum{feat, g, cum});
   const int passes = p.max_iter > 0 ? p.max_iter : 1;
   for (int it = 0; it < passes; ++it) {
-    ex.for_each(SEGS, Assign{feat, mask, centres, alive, g, p, lab, sums, active, changed});
+    ex.for_each_part(SEGS, Assign<Exec::kSeg>{feat, mask, B.centres, B.alive, g, p, cum, lab,
+                                             B.sums, stride, Exec::kSharedSums, active,
+                                             changed});
     if (p.max_iter == 0) break;
     ex.for_each(g.N, IterFlags{active, changed, it});
-    ex.for_each(NK, Update{centres, sums, alive, active, g});
+    ex.for_each(NK, Update{B.centres, B.sums, ex.parts(), stride, B.alive, active, g});
   }
   ex.check("assignment");
 
@@ -649,36 +951,47 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
     return;
   }
 
-  // connected components
-  ex.for_each(NP, CclInit{lab, g, par, gsize});
-  ex.for_each(NP, CclUnion{lab, g, par});
-  ex.for_each(NP, CclFlatten{g, par, grp});
-  ex.for_each(SEGS, CclSizes{par, g, gsize});
+  // connected components and the list of their roots
+  ex.for_each(SEGS, CclInit{lab, g, par, gsize});
+  ex.for_each(SEGS, CclUnion{lab, g, par});
+  ex.for_each(SEGS, CclFlatten{lab, g, par, grp, gsize});
+  ex.for_each(SEGS, RootCount{par, g, B.cnt});
+  const int64_t R = make_offsets(ex, SEGS, B.off, B);
+  ex.for_each(SEGS, RootScatter{par, B.off, g, B.roots, B.pos});
   ex.check("components");
 
   // merging of small pieces, round by round until a round merges nothing
+  int32_t* small = (int32_t*)feat;  // the features are no longer needed
   if (p.min_size > 1) {
-    for (int round = 0; round < kMergeRounds; ++round) {
-      ex.zero(flag, 4);
-      ex.for_each(NP, MergeInit{par, grp, g, best, up});
-      ex.for_each(NP, MergeConsider{par, grp, gsize, g, p.min_size, best});
-      ex.for_each(NP, MergeUnion{par, grp, gsize, best, g, p.min_size, up, flag});
-      ex.for_each(NP, MergeFlatten{par, g, up, grp, gsize});
-      if (!ex.read_flag(flag)) break;
+    ex.for_each(SEGS, SmallCount{par, gsize, g, p.min_size, B.cnt});
+    const int64_t S = make_offsets(ex, SEGS, B.soff, B);
+    if (S > 0) {
+      ex.for_each(SEGS, SmallScatter{par, gsize, B.soff, g, p.min_size, small});
+      for (int round = 0; round < kMergeRounds; ++round) {
+        ex.zero(flag, 4);
+        ex.for_each(R, MergeInit{B.roots, grp, g, best, up});
+        ex.for_each(S, MergeConsider{small, par, grp, gsize, g, p.min_size, best});
+        ex.for_each(R, MergeUnion{B.roots, grp, gsize, best, g, p.min_size, up, flag});
+        ex.for_each(R, MergeFlatten{B.roots, g, up, grp, gsize});
+        if (!ex.read_int(flag)) break;
+      }
     }
+    ex.check("merging");
   }
 
-  // consecutive labels in raster order of the groups' roots
-  ex.for_each(NP, FinalFlags{par, grp, g, up});
-  ex.exclusive_scan(up, idx, NP, B.scan, B.scan_bytes);
-  ex.for_each(NP, FinalLabels{par, grp, idx, g, p.start_label, lab, labels});
+  // consecutive labels in raster order of the group roots
+  int32_t* flags = small;
+  int32_t* rank = up;
+  ex.for_each(R, FinalFlags{B.roots, grp, g, flags});
+  ex.exclusive_scan(flags, rank, R, B.scan, B.scan_bytes);
+  ex.for_each(SEGS, FinalLabels{par, grp, B.pos, rank, B.off, g, p.start_label, lab, labels});
   ex.check("relabelling");
 
   if (um) {
     int64_t* usum = (int64_t*)best;
     ex.zero(usum, (size_t)NP * 8);
     ex.for_each(SEGS, UmSums<T>{image, lab, lohi, g, usum});
-    ex.for_each(NP, UmWrite{lab, gsize, usum, g, p.um_step, um});
+    ex.for_each(SEGS, UmWrite{lab, gsize, usum, g, p.um_step, um});
     ex.check("mask fill");
   }
 }
@@ -687,13 +1000,14 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
 template <typename Exec>
 void run_pipeline_any(Exec& ex, const void* image, DType dtype, const uint8_t* mask,
                       const Shape& s, const int32_t* grid, Intensity mode, const Params& p,
-                      const double* lohi, int64_t* labels, uint8_t* um, const Buffers& B) {
+                      const double* lohi, int64_t lut_n, int64_t* labels, uint8_t* um,
+                      const Buffers& B) {
   switch (dtype) {
-    case DType::U8: return run_pipeline(ex, (const uint8_t*)image, mask, s, grid, mode, p, lohi, labels, um, B);
-    case DType::U16: return run_pipeline(ex, (const uint16_t*)image, mask, s, grid, mode, p, lohi, labels, um, B);
-    case DType::I16: return run_pipeline(ex, (const int16_t*)image, mask, s, grid, mode, p, lohi, labels, um, B);
-    case DType::F32: return run_pipeline(ex, (const float*)image, mask, s, grid, mode, p, lohi, labels, um, B);
-    case DType::F64: return run_pipeline(ex, (const double*)image, mask, s, grid, mode, p, lohi, labels, um, B);
+    case DType::U8: return run_pipeline(ex, (const uint8_t*)image, mask, s, grid, mode, p, lohi, lut_n, labels, um, B);
+    case DType::U16: return run_pipeline(ex, (const uint16_t*)image, mask, s, grid, mode, p, lohi, lut_n, labels, um, B);
+    case DType::I16: return run_pipeline(ex, (const int16_t*)image, mask, s, grid, mode, p, lohi, lut_n, labels, um, B);
+    case DType::F32: return run_pipeline(ex, (const float*)image, mask, s, grid, mode, p, lohi, lut_n, labels, um, B);
+    case DType::F64: return run_pipeline(ex, (const double*)image, mask, s, grid, mode, p, lohi, lut_n, labels, um, B);
   }
 }
 
