@@ -264,19 +264,6 @@ struct SeedCentres {  // per (image, cell)
   }
 };
 
-// Grey images: inclusive prefix sums of the fixed-point features along each row
-// segment. Features never change, so a run's feature sum is then two look-ups.
-struct FeatureCum {
-  const float* feat;
-  Geo g;
-  int64_t* cum;
-  UMS_HD void operator()(int64_t t) const {
-    const Segment s(g, t);
-    int64_t acc = 0;
-    for (int64_t i = s.row + s.x0; i < s.row + s.x1; ++i) cum[i] = acc += feature_fixed(feat[i]);
-  }
-};
-
 struct Fill {
   int32_t* a;
   int32_t v;
@@ -284,8 +271,6 @@ struct Fill {
 };
 
 // ------------------------------------------------------------------ k-means
-
-constexpr int kLanes = 8;  // pixels of a span handled together (one AVX2 vector)
 
 // The candidate centres of a span, in increasing index: index, z and y terms of the
 // distance, x position, centre.
@@ -301,38 +286,26 @@ struct Candidates {
 //   ((wz*dz^2 + wy*dy^2) + wx*dx^2) + cw * sum_c (f_c - centre_c)^2
 // with d* = centre position - pixel position, w* = spacing^2 / step^2 per axis and
 // cw = 1 / compactness^2. Candidates are tried in increasing index with a strict "<",
-// so ties go to the smaller index. Grey pixels go kLanes at a time, best distance and
-// label held in registers across the candidates (the loops over lanes vectorize); the
-// last chunk reads up to kLanes - 1 features past xe and writes as many labels past
-// xe (the caller pads both).
+// so ties go to the smaller index. Grey pixels go kLanes at a time (common.h), best
+// distance and label held in registers across the candidates; the last group reads up
+// to kLanes - 1 features past xe and writes as many labels past xe (the caller pads
+// both).
 UMS_HD void span_nearest(const float* __restrict frow, int32_t xb, int32_t xe,
                          const Candidates& cd, int C, float wx, float cw,
                          int32_t* __restrict kb) {
   if (C == 1) {
     for (int32_t x0 = xb; x0 < xe; x0 += kLanes) {
-      float f[kLanes], best[kLanes], px[kLanes];
-      int32_t lab[kLanes];
-      UMS_LANES
-      for (int l = 0; l < kLanes; ++l) {
-        f[l] = frow[x0 + l];
-        px[l] = (float)(x0 + l);
-        best[l] = __builtin_huge_valf();
-        lab[l] = -1;
+      const FLanes f = lanes_load(frow + x0), px = lanes_float(lanes_iota(x0));
+      FLanes best = lanes_fill(__builtin_huge_valf());
+      ILanes lab = lanes_fill((int32_t)-1);
+      for (int j = 0; j < cd.n; ++j) {  // 0 + t*t == t*t: the colour sum is t*t
+        const FLanes dx = cd.cx[j] - px, t = f - cd.centre[j][3];
+        const FLanes d = (cd.za[j] + wx * (dx * dx)) + cw * (t * t);
+        const ILanes win = d < best;
+        best = win ? d : best;
+        lab = win ? lanes_fill(cd.k[j]) : lab;
       }
-      for (int j = 0; j < cd.n; ++j) {
-        const float c0 = cd.centre[j][3], za = cd.za[j], cx = cd.cx[j];
-        const int32_t k = cd.k[j];
-        UMS_LANES
-        for (int l = 0; l < kLanes; ++l) {  // 0 + t*t == t*t: the colour sum is t*t
-          const float dx = cx - px[l], t = f[l] - c0;
-          const float d = (za + wx * (dx * dx)) + cw * (t * t);
-          const int32_t win = -(int32_t)(d < best[l]);  // a bit mask: it vectorizes
-          best[l] = d < best[l] ? d : best[l];
-          lab[l] = (k & win) | (lab[l] & ~win);
-        }
-      }
-      UMS_LANES
-      for (int l = 0; l < kLanes; ++l) kb[x0 - xb + l] = lab[l];
+      lanes_store(kb + (x0 - xb), lab);
     }
     return;
   }
@@ -370,7 +343,6 @@ struct Assign {
   const uint8_t* alive;
   Geo g;
   Params p;
-  const int64_t* cum;   // FeatureCum's sums (grey), or null
   int32_t* lab;
   int64_t* sums;
   int64_t part_stride;  // distance between the threads' copies of the sums
@@ -439,11 +411,6 @@ struct Assign {
       add(o + 1, (int64_t)s.z * n);
       add(o + 2, (int64_t)s.y * n);
       add(o + 3, (2 * xa + n - 1) * n / 2);  // x over the run, exactly
-      if (cum) {
-        const int64_t* cs = cum + s.row;
-        add(o + 4, cs[xa + n - 1] - (a > 0 ? cs[xa - 1] : 0));
-        return;
-      }
       for (int c = 0; c < C; ++c) {
         int64_t acc = 0;
         for (int64_t x = xa; x < xa + n; ++x) acc += feature_fixed(frow[x * C + c]);
@@ -821,7 +788,7 @@ struct Buffers {
   int32_t* up;      // N*P union-find over groups; then the ranks of the roots
   int32_t* pos;     // N*P place of each root in the root list
   int32_t* roots;   // N*P (at most) component roots
-  uint64_t* best;   // N*P feature prefix sums (grey), merge keys, grey sums of the mask fill
+  uint64_t* best;   // N*P merge keys, then fixed-point grey sums of the mask fill
   int32_t* cnt;     // per segment: list counts
   int32_t* off;     // per segment: offsets into the root list
   int32_t* soff;    // per segment: offsets into the list of small pixels
@@ -932,11 +899,9 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
   ex.zero(B.sums, (size_t)(ex.parts() * stride * 8));
   ex.zero(changed, (size_t)g.N * 4);
   ex.for_each(g.N, Fill{active, 1});
-  int64_t* cum = g.C == 1 ? (int64_t*)best : nullptr;  // best is free until the merging
-  if (cum) ex.for_each(SEGS, FeatureCum{feat, g, cum});
   const int passes = p.max_iter > 0 ? p.max_iter : 1;
   for (int it = 0; it < passes; ++it) {
-    ex.for_each_part(SEGS, Assign<Exec::kSeg>{feat, mask, B.centres, B.alive, g, p, cum, lab,
+    ex.for_each_part(SEGS, Assign<Exec::kSeg>{feat, mask, B.centres, B.alive, g, p, lab,
                                              B.sums, stride, Exec::kSharedSums, active,
                                              changed});
     if (p.max_iter == 0) break;
