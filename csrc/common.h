@@ -16,7 +16,7 @@
 #if defined(__CUDACC__)
 using FLanes = float;
 using ILanes = int32_t;
-constexpr int kLanes = 1;
+constexpr int kLanes = 1, kGroups = 1;
 UMS_HD FLanes lanes_load(const float* p) { return *p; }
 UMS_HD void lanes_store(int32_t* p, ILanes v) { *p = v; }
 UMS_HD ILanes lanes_iota(int32_t x0) { return x0; }
@@ -26,7 +26,7 @@ UMS_HD ILanes lanes_fill(int32_t v) { return v; }
 #else
 typedef float FLanes __attribute__((vector_size(32)));
 typedef int32_t ILanes __attribute__((vector_size(32)));
-constexpr int kLanes = 8;
+constexpr int kLanes = 8, kGroups = 2;
 inline FLanes lanes_load(const float* p) {
   FLanes v;
   std::memcpy(&v, p, sizeof v);

@@ -239,12 +239,12 @@ def test_gpu_tests_skip_with_the_reason():
 
 
 @pytest.fixture
-def twin(monkeypatch):
+def gpu_config(monkeypatch):
     """Run the fast SLIC's steps in the CUDA launcher's configuration, on the CPU."""
 
     def run(kind, fn, *a, **kw):
         with monkeypatch.context() as m:
-            if kind == "twin":
+            if kind == "gpu":
                 m.setattr(masks, "_launch_cpu", functools.partial(masks._launch_cpu,
                                                                   gpu_layout=True))
             return fn(*a, **kw)
@@ -253,7 +253,7 @@ def twin(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64])
-def test_gpu_configuration_equals_cpu_2d(phantom_slice, twin, dtype):
+def test_gpu_configuration_equals_cpu_2d(phantom_slice, gpu_config, dtype):
     img = phantom_slice["image"].astype(dtype)
     if dtype in (np.int16, np.float32, np.float64):
         img = img * 3 - 500
@@ -264,32 +264,32 @@ def test_gpu_configuration_equals_cpu_2d(phantom_slice, twin, dtype):
                dict(n_segments=50, max_num_iter=0)):
         for t in ((1, 2) if dtype == np.uint8 else (2,)):
             want = umsynth.slic(img, threads=t, **kw)
-            assert np.array_equal(twin("twin", umsynth.slic, img, threads=t, **kw), want), kw
+            assert np.array_equal(gpu_config("gpu", umsynth.slic, img, threads=t, **kw), want), kw
 
 
-def test_gpu_configuration_equals_cpu_3d_and_multichannel(phantom_volume, twin):
+def test_gpu_configuration_equals_cpu_3d_and_multichannel(phantom_volume, gpu_config):
     vol = phantom_volume["hu"]
     for kw in (dict(n_segments=150, spacing=(2.5, 1.0, 1.0)),
                dict(n_segments=40, mask=phantom_volume["labels"] == 1)):
-        assert np.array_equal(twin("twin", umsynth.slic, vol, threads=2, **kw),
+        assert np.array_equal(gpu_config("gpu", umsynth.slic, vol, threads=2, **kw),
                               umsynth.slic(vol, threads=2, **kw))
     v8295, mask = _issue_8295_case()
     for factor in (0.5, 0.9):
         kw = dict(n_segments=80, compactness=5, channel_axis=-1, mask=mask, min_size_factor=factor)
-        assert np.array_equal(twin("twin", umsynth.slic, v8295, threads=2, **kw),
+        assert np.array_equal(gpu_config("gpu", umsynth.slic, v8295, threads=2, **kw),
                               umsynth.slic(v8295, **kw))
     rgb = np.ascontiguousarray(v8295[0] / 255.0)
     kw = dict(n_segments=40, channel_axis=-1, intensity="lab")
-    assert np.array_equal(twin("twin", umsynth.slic, rgb, **kw), umsynth.slic(rgb, **kw))
+    assert np.array_equal(gpu_config("gpu", umsynth.slic, rgb, **kw), umsynth.slic(rgb, **kw))
 
 
-def test_gpu_configuration_equals_cpu_um_batch(phantom_slice, ct_slices, twin):
+def test_gpu_configuration_equals_cpu_um_batch(phantom_slice, ct_slices, gpu_config):
     imgs = [phantom_slice["image"]] + [ndimage.zoom(c, 512 / c.shape[0], order=1)[:512, :512]
                                        for c in ct_slices.values()]
     batch = np.stack(imgs)
     um, lab = umsynth.unsupervised_mask(batch, return_labels=True)
-    tum, tlab = twin("twin", umsynth.unsupervised_mask, batch, return_labels=True, threads=2)
+    tum, tlab = gpu_config("gpu", umsynth.unsupervised_mask, batch, return_labels=True, threads=2)
     assert np.array_equal(tlab, lab) and np.array_equal(tum, um)
     f = batch.astype(np.float32) * 2.5 - 1000.0
-    assert np.array_equal(twin("twin", umsynth.unsupervised_mask, f, n_segments=200, step=5),
+    assert np.array_equal(gpu_config("gpu", umsynth.unsupervised_mask, f, n_segments=200, step=5),
                           umsynth.unsupervised_mask(f, n_segments=200, step=5))

@@ -294,8 +294,9 @@ def slic(image, n_segments=100, compactness=10.0, max_num_iter=10, sigma=0, spac
     algorithm : {"fast", "reference"}, optional
         ``"fast"`` (default): a deterministic parallel SLIC that compares each pixel
         with the seeds of the neighbouring grid cells only, accumulates centre sums in
-        integers, and enforces connectivity with a union-find labelling. Its results
-        are identical for any thread count. ``"reference"``: reproduces scikit-image
+        integers, and enforces connectivity with a union-find labelling. The CPU
+        and the GPU run the same steps (csrc/slic/slic_steps.h): labels are identical
+        for any thread count, batch size and device. ``"reference"``: reproduces scikit-image
         0.26 label for label (the same seeds, windows, float precision and
         connectivity pass); it runs on the CPU only and is slower. GPU arrays are
         refused with it rather than copied.

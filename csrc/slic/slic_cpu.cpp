@@ -130,10 +130,11 @@ void release_large_scratch() {
   tl_scratch_size = 0;
 }
 
-// Images per launch: whole images, at most 4 Mpixel unless one image is larger, so
-// that scratch stays bounded (about 40 bytes a pixel) and batch indices fit int32.
+// Images per launch: whole images, at most 256 Kpixel unless one image is larger. The
+// CPU gains nothing from larger launches once threads have rows enough to share, and
+// the scratch (about 45 bytes a pixel) then stays small and in cache.
 int64_t images_per_chunk(int64_t N, int64_t P) {
-  return std::max<int64_t>(1, std::min<int64_t>(N, ((int64_t)1 << 22) / P));
+  return std::max<int64_t>(1, std::min<int64_t>(N, ((int64_t)1 << 18) / P));
 }
 
 template <typename Exec, typename T>

@@ -294,18 +294,29 @@ UMS_HD void span_nearest(const float* __restrict frow, int32_t xb, int32_t xe,
                          const Candidates& cd, int C, float wx, float cw,
                          int32_t* __restrict kb) {
   if (C == 1) {
-    for (int32_t x0 = xb; x0 < xe; x0 += kLanes) {
-      const FLanes f = lanes_load(frow + x0), px = lanes_float(lanes_iota(x0));
-      FLanes best = lanes_fill(__builtin_huge_valf());
-      ILanes lab = lanes_fill((int32_t)-1);
-      for (int j = 0; j < cd.n; ++j) {  // 0 + t*t == t*t: the colour sum is t*t
-        const FLanes dx = cd.cx[j] - px, t = f - cd.centre[j][3];
-        const FLanes d = (cd.za[j] + wx * (dx * dx)) + cw * (t * t);
-        const ILanes win = d < best;
-        best = win ? d : best;
-        lab = win ? lanes_fill(cd.k[j]) : lab;
+    // kGroups independent groups of lanes per step: their compare-and-select chains
+    // interleave, which hides the latency of each
+    for (int32_t x0 = xb; x0 < xe; x0 += kLanes * kGroups) {
+      FLanes f[kGroups], px[kGroups], best[kGroups];
+      ILanes lab[kGroups];
+      for (int q = 0; q < kGroups; ++q) {
+        f[q] = lanes_load(frow + x0 + q * kLanes);
+        px[q] = lanes_float(lanes_iota(x0 + q * kLanes));
+        best[q] = lanes_fill(__builtin_huge_valf());
+        lab[q] = lanes_fill((int32_t)-1);
       }
-      lanes_store(kb + (x0 - xb), lab);
+      for (int j = 0; j < cd.n; ++j) {  // 0 + t*t == t*t: the colour sum is t*t
+        const float cx = cd.cx[j], c0 = cd.centre[j][3], za = cd.za[j];
+        const ILanes k = lanes_fill(cd.k[j]);
+        for (int q = 0; q < kGroups; ++q) {
+          const FLanes dx = cx - px[q], t = f[q] - c0;
+          const FLanes d = (za + wx * (dx * dx)) + cw * (t * t);
+          const ILanes win = d < best[q];
+          best[q] = win ? d : best[q];
+          lab[q] = win ? k : lab[q];
+        }
+      }
+      for (int q = 0; q < kGroups; ++q) lanes_store(kb + (x0 - xb + q * kLanes), lab[q]);
     }
     return;
   }
@@ -366,7 +377,7 @@ struct Assign {
     const float* cen = centres + s.n * g.K * F;
     const float* frow = feat + s.row * C;
     const int32_t len = s.x1 - s.x0;
-    int32_t kb[L + kLanes];  // lanes past a span's end are scratch, overwritten later
+    int32_t kb[L + kLanes * kGroups];  // entries past a span's end: scratch, overwritten
     int32_t z0, z1, y0, y1;
     candidate_cells(s.z, g.az, &z0, &z1);
     candidate_cells(s.y, g.ay, &y0, &y1);
@@ -806,7 +817,7 @@ struct Buffers {
           int64_t lut_n, int32_t parts, int64_t scan_b)
       : scan_bytes(scan_b) {
     const int64_t NP = N * P;
-    take(base, feat, NP * C * 4 + 4 * kLanes);  // span_nearest reads past a row's end
+    take(base, feat, NP * C * 4 + 4 * kLanes * kGroups);  // span_nearest reads past the end
     take(base, lab, NP * 4);
     take(base, par, NP * 4);
     take(base, grp, NP * 4);
