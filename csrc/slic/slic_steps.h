@@ -489,8 +489,10 @@ struct CclInit {
     for (int32_t x = s.x0; x < s.x1; ++x) {
       const int64_t i = s.row + x;
       const int32_t l = lab[i];
-      gsize[i] = 0;
-      if (l >= 0 && !(x > s.x0 && lab[i - 1] == l)) start = s.prow + x;
+      if (l >= 0 && !(x > s.x0 && lab[i - 1] == l)) {
+        start = s.prow + x;
+        gsize[i] = 0;  // only a run's first pixel can become a root
+      }
       par[i] = l < 0 ? -1 : start;
     }
   }
@@ -720,8 +722,8 @@ struct FinalFlags {  // per component root: 1 where it is its group's root
 };
 
 // Per segment, run by run: the label is the rank of the pixel's group root among the
-// image's group roots in raster order, + start_label. lab keeps the group root for
-// the mask fill (-1 outside the mask).
+// image's group roots in raster order, + start_label. lab (if given) receives the
+// group root, for the mask fill (-1 outside the mask).
 struct FinalLabels {
   const int32_t* par;
   const int32_t* grp;
@@ -741,7 +743,7 @@ struct FinalLabels {
                                 : (int64_t)(rank[pos[s.base + rep]] -
                                             rank[off[g.first_segment(s.n)]]) + sl;
       for (int32_t x = a; x < b; ++x) {
-        lab[s.row + x] = rep;
+        if (lab) lab[s.row + x] = rep;
         if (labels) labels[s.row + x] = v;
       }
     });
@@ -960,7 +962,8 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
   int32_t* rank = up;
   ex.for_each(R, FinalFlags{B.roots, grp, g, flags});
   ex.exclusive_scan(flags, rank, R, B.scan, B.scan_bytes);
-  ex.for_each(SEGS, FinalLabels{par, grp, B.pos, rank, B.off, g, p.start_label, lab, labels});
+  ex.for_each(SEGS, FinalLabels{par, grp, B.pos, rank, B.off, g, p.start_label,
+                                um ? lab : nullptr, labels});
   ex.check("relabelling");
 
   if (um) {
