@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -43,18 +44,26 @@ struct OmpExec {
   static constexpr bool kSharedSums = Shared;
   int nt;
   int parts() const { return Shared ? 1 : nt; }
+  // Elements are dealt in small chunks to whichever thread is free: on a shared machine
+  // one thread is often held up, and a static split would wait for it. Results do not
+  // depend on who takes which chunk.
+  int64_t chunk(int64_t n) const { return std::max<int64_t>(16, n / (32 * (int64_t)nt)); }
   template <typename F>
   void for_each(int64_t n, const F& f) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n >= 64)
+    const int64_t c = chunk(n);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, c) if (nt > 1 && n >= 64)
     for (int64_t i = 0; i < n; ++i) f(i);
   }
   template <typename F>
   void for_each_part(int64_t n, const F& f) {
     if (Shared) return for_each(n, f);
+    const int64_t c = chunk(n);
+    std::atomic<int64_t> next{0};
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {  // thread q adds into copy q of the sums
-      const int q = omp_get_thread_num(), m = omp_get_num_threads();
-      range(f.with_part(q), n * q / m, n * (q + 1) / m);
+      const F mine = f.with_part(omp_get_thread_num());
+      for (int64_t b; (b = next.fetch_add(c, std::memory_order_relaxed)) < n;)
+        range(mine, b, std::min(n, b + c));
     }
   }
   void zero(void* p, size_t bytes) { std::memset(p, 0, bytes); }

@@ -198,7 +198,7 @@ struct FeatureLut {  // per (image, level - lo)
 };
 
 template <typename T>
-struct Features {  // per pixel
+struct Features {  // per row segment
   const T* img;
   const uint8_t* mask;
   Geo g;
@@ -206,19 +206,22 @@ struct Features {  // per pixel
   const double* lohi;
   const float* lut;  // null: computed per pixel
   float* feat;
-  UMS_HD void operator()(int64_t i) const {
-    const int64_t n = i / g.P, p = i - n * g.P;
-    float* out = feat + i * g.C;
-    if (mask && !mask[p]) {  // never read: assignment skips masked pixels
-      for (int c = 0; c < g.C; ++c) out[c] = 0.0f;
-      return;
+  UMS_HD void operator()(int64_t t) const {
+    const Segment s(g, t);
+    const double lo = lohi[2 * s.n], hi = lohi[2 * s.n + 1];
+    const int64_t ilo = (int64_t)lo;
+    const float* lt = lut ? lut + s.n * g.lut_n : nullptr;
+    for (int32_t x = s.x0; x < s.x1; ++x) {
+      const int64_t i = s.row + x;
+      float* out = feat + i * g.C;
+      if (mask && !mask[s.prow + x]) {  // never read: assignment skips masked pixels
+        for (int c = 0; c < g.C; ++c) out[c] = 0.0f;
+      } else if (lt) {
+        out[0] = lt[(int64_t)img[i] - ilo];
+      } else {
+        pixel_features(img + i * g.C, g.C, mode, lo, rescale_inv(lo, hi), out);
+      }
     }
-    const double lo = lohi[2 * n], hi = lohi[2 * n + 1];
-    if (lut) {
-      out[0] = lut[n * g.lut_n + ((int64_t)img[i] - (int64_t)lo)];
-      return;
-    }
-    pixel_features(img + i * g.C, g.C, mode, lo, rescale_inv(lo, hi), out);
   }
 };
 
@@ -901,7 +904,7 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
 
   // features and seeds
   if (g.lut_n > 0) ex.for_each(g.N * g.lut_n, FeatureLut<T>{g, mode, lohi, B.lut});
-  ex.for_each(NP, Features<T>{image, mask, g, mode, lohi, g.lut_n > 0 ? B.lut : nullptr, feat});
+  ex.for_each(SEGS, Features<T>{image, mask, g, mode, lohi, g.lut_n > 0 ? B.lut : nullptr, feat});
   ex.fill_bytes(B.keys, 0xFF, (size_t)g.K * 8);
   if (mask) ex.for_each(g.P, SeedKeysMasked{mask, g, B.keys});
   else ex.for_each(g.K, SeedKeysGrid{g, B.keys});
