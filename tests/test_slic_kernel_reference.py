@@ -135,3 +135,26 @@ def test_kernel_equals_reference_on_random_small_cases():
                                  max_iter=int(rng.integers(0, 5)),
                                  min_size_factor=float(rng.choice([0.0, 0.5, 2.0])))
         assert np.array_equal(ours, theirs), shape
+
+
+@pytest.mark.parametrize("gpu_layout", [False, True])
+def test_kernel_equals_reference_wide_odd_rows(gpu_layout, monkeypatch):
+    """Rows longer than the CPU's 256-pixel segments and not a multiple of any segment or
+    lane count, with a mask: spans, lane groups and runs cross segment ends. Also in the
+    GPU's configuration (16-pixel segments, atomic sums), run on the CPU."""
+    import functools
+
+    from umsynth import masks
+
+    if gpu_layout:
+        monkeypatch.setattr(masks, "_launch_cpu",
+                            functools.partial(masks._launch_cpu, gpu_layout=True))
+    rng = np.random.default_rng(517)
+    img = _random_image(rng, (37, 517))
+    mask = np.ones(img.shape, bool)
+    mask[5:20, 100:160] = False
+    mask[:, 300] = False
+    for kw in (dict(n_segments=60), dict(n_segments=25, mask=mask, min_size_factor=0.9),
+               dict(n_segments=40, intensity="lab", compactness=3.0)):
+        ours, theirs = _run_both(img, **kw)
+        assert np.array_equal(ours, theirs), kw
