@@ -1,6 +1,6 @@
 """Plain numpy references of umsynth's kernels, for tests (like gsplat's _torch_impl).
 
-``fast_slic_reference`` re-states the fast SLIC of ``csrc/slic/slic_kernels.h`` with
+``fast_slic_reference`` re-states the fast SLIC of ``csrc/slic/slic_steps.h`` with
 numpy: the same seeds, candidate cells, float32 distance operations, integer centre
 sums, tie rule and connectivity rules. Tests require the compiled kernel to give
 exactly its labels and masks. It is slow (pure numpy) and meant for small images.
