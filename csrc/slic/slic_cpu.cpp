@@ -1,7 +1,6 @@
-// CPU launcher of the fast SLIC: the steps of slic_steps.h, each run by an OpenMP
-// loop. It is the code the CUDA launcher runs, with long row segments (their loops
-// vectorize) and per-thread copies of the centre sums (on 2 cores these were 2x to 8x
-// faster than atomics). Only the per-image min/max, a reduction, is CPU-only code.
+// CPU launcher of the fast SLIC: the steps of slic_steps.h, the code the CUDA launcher
+// runs, each step an OpenMP loop. Only the per-image min/max, a reduction, and the mask
+// fill from given labels (unsupervised_mask_fill) are CPU-only code.
 #include "slic/slic_cpu.h"
 
 #include <omp.h>
