@@ -205,3 +205,17 @@ def test_samples_use_the_phantom():
 def test_bad_arguments(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_bundled_pngs_are_the_current_phantom():
+    """The committed sample PNGs and label maps are what write_bundled() makes now."""
+    from PIL import Image
+
+    from umsynth import samples
+
+    made = {"chest_montage_0": samples.chest_montage(0), "chest_slice_1": samples.chest_slice(1)}
+    for path in samples.bundled():
+        img, lab = made[path.stem]
+        assert np.array_equal(np.asarray(Image.open(path)), img), path.name
+        labels = path.with_name(path.stem + "_labels.png")
+        assert np.array_equal(np.asarray(Image.open(labels)), lab), labels.name

@@ -7,8 +7,8 @@ for tests, demos and benchmarks. Label maps use the project's classes: 0 backgro
 
 These shortcuts default to the smooth kernel and the full field of view, the look of the
 bundled PNGs; :func:`umsynth.data.phantom.phantom_cohort` varies both. The bundled PNGs
-(:func:`bundled`) are committed files, read as they are. They were made by an earlier
-version of the phantom; :func:`write_bundled` makes them from the current one.
+(:func:`bundled`) are committed files, read as they are; :func:`write_bundled` made them
+from the current phantom and remakes them after a change to it.
 """
 from __future__ import annotations
 
