@@ -18,6 +18,35 @@ namespace ums {
 namespace slic {
 namespace {
 
+// ---------------------------------------------------------------- scratch memory
+// Reused across calls by the calling thread: a fresh multi-megabyte allocation costs a
+// page fault per 4 KiB on first touch, about a tenth of a 1024^2 mask's time. Blocks
+// above kKeepBytes are given back after the call. tl_pixels: the per-pixel Buffers;
+// tl_roots: the per-component RootBuffers, allocated once their number is known.
+constexpr size_t kKeepBytes = (size_t)256 << 20;
+struct Block {
+  std::unique_ptr<char[]> data;
+  size_t size = 0;
+};
+thread_local Block tl_pixels, tl_roots;
+
+char* scratch(Block& b, size_t bytes) {
+  if (b.size < bytes) {
+    b.data.reset();
+    b.data.reset(new char[bytes]);  // uninitialised: every step writes before reading
+    b.size = bytes;
+  }
+  return b.data.get();
+}
+
+void release_large_scratch() {
+  for (Block* b : {&tl_pixels, &tl_roots})
+    if (b->size > kKeepBytes) {
+      b->data.reset();
+      b->size = 0;
+    }
+}
+
 // ---------------------------------------------------------------- executors
 
 // The CPU's configuration: 256-pixel row segments (their loops vectorize) and one copy
@@ -77,6 +106,9 @@ struct OmpExec {
     }
   }
   void check(const char*) {}
+  steps::RootBuffers root_buffers(int64_t R, const steps::Buffers&) {  // sized now R is known
+    return steps::RootBuffers(scratch(tl_roots, (size_t)steps::RootBuffers(nullptr, R).total), R);
+  }
 
  private:
   static void range(const CpuAssign& f, int64_t b, int64_t e) { assign_range(f, b, e); }
@@ -115,32 +147,9 @@ void minmax_image(const T* img, const uint8_t* mask, int64_t P, int C, int nt, d
   *hi = (double)mx;
 }
 
-// ---------------------------------------------------------------- scratch memory
-// Reused across calls by the calling thread: a fresh multi-megabyte allocation costs a
-// page fault per 4 KiB on first touch, about a tenth of a 1024^2 mask's time. Chunks
-// above kKeepBytes are given back after the call.
-constexpr size_t kKeepBytes = (size_t)256 << 20;
-thread_local std::unique_ptr<char[]> tl_scratch;
-thread_local size_t tl_scratch_size = 0;
-
-char* scratch(size_t bytes) {
-  if (tl_scratch_size < bytes) {
-    tl_scratch.reset();
-    tl_scratch.reset(new char[bytes]);  // uninitialised: every step writes before reading
-    tl_scratch_size = bytes;
-  }
-  return tl_scratch.get();
-}
-
-void release_large_scratch() {
-  if (tl_scratch_size <= kKeepBytes) return;
-  tl_scratch.reset();
-  tl_scratch_size = 0;
-}
-
 // Images per launch: whole images, at most 256 Kpixel unless one image is larger. The
 // CPU gains nothing from larger launches once threads have rows enough to share, and
-// the scratch (about 45 bytes a pixel) then stays small and in cache.
+// the scratch (about 16 bytes a pixel, 28 a component) then stays small and in cache.
 int64_t images_per_chunk(int64_t N, int64_t P) {
   return std::max<int64_t>(1, std::min<int64_t>(N, ((int64_t)1 << 18) / P));
 }
@@ -167,9 +176,9 @@ void run_batch(const T* image, const uint8_t* mask, const Shape& s, const int32_
                      range <= P;
     const int64_t lut_n = lut ? range : 0;
     const int64_t segs = c.N * c.D * c.H * ((c.W + Exec::kSeg - 1) / Exec::kSeg);
-    const steps::Buffers size(nullptr, c.N, P, s.C, K, segs, lut_n, ex.parts(), 0);
-    const steps::Buffers B(scratch((size_t)size.total), c.N, P, s.C, K, segs, lut_n,
-                           ex.parts(), 0);
+    const steps::Buffers size(nullptr, c.N, P, s.C, K, segs, lut_n, ex.parts(), 0, 0);
+    const steps::Buffers B(scratch(tl_pixels, (size_t)size.total), c.N, P, s.C, K, segs,
+                           lut_n, ex.parts(), 0, 0);
     steps::run_pipeline(ex, img, mask, c, grid, mode, p, lohi.data(), lut_n,
                         labels ? labels + n0 * P : nullptr, um ? um + n0 * P : nullptr, B);
   }

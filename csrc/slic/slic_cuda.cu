@@ -94,6 +94,10 @@ struct CudaExec {
     cuda_check(cub::DeviceScan::ExclusiveSum(tmp, bytes, in, out, (int)n, st), "scan");
   }
   void check(const char* what) { slic::cuda_check(cudaGetLastError(), what); }
+  // Allocated with the rest before the launch, for as many components as pixels.
+  steps::RootBuffers root_buffers(int64_t, const steps::Buffers& B) {
+    return steps::RootBuffers(B.roots, B.root_cap);
+  }
 };
 
 int64_t scan_bytes(int64_t n_items) {
@@ -108,7 +112,7 @@ int64_t scan_bytes(int64_t n_items) {
 steps::Buffers layout(char* base, int64_t N, int64_t P, int32_t C, int32_t K, int32_t W,
                       int64_t rows, int64_t lut_n) {
   const int64_t segs = N * rows * ((W + CudaExec::kSeg - 1) / CudaExec::kSeg);
-  return steps::Buffers(base, N, P, C, K, segs, lut_n, 1, scan_bytes(N * P));
+  return steps::Buffers(base, N, P, C, K, segs, lut_n, 1, scan_bytes(N * P), N * P);
 }
 
 }  // namespace

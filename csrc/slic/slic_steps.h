@@ -485,17 +485,13 @@ struct CclInit {
   const int32_t* lab;
   Geo g;
   int32_t* par;
-  int32_t* gsize;
   UMS_HD void operator()(int64_t t) const {
     const Segment s(g, t);
     int32_t start = -1;
     for (int32_t x = s.x0; x < s.x1; ++x) {
       const int64_t i = s.row + x;
       const int32_t l = lab[i];
-      if (l >= 0 && !(x > s.x0 && lab[i - 1] == l)) {
-        start = s.prow + x;
-        gsize[i] = 0;  // only a run's first pixel can become a root
-      }
+      if (l >= 0 && !(x > s.x0 && lab[i - 1] == l)) start = s.prow + x;
       par[i] = l < 0 ? -1 : start;
     }
   }
@@ -527,30 +523,28 @@ struct CclUnion {
 };
 
 // Per segment, run by run: every pixel to its component's root (the component's first
-// pixel); the run's length is added to the root's size. Each component starts as its
-// own group.
+// pixel).
 struct CclFlatten {
   const int32_t* lab;
   Geo g;
   int32_t* par;
-  int32_t* grp;
-  int32_t* gsize;
   UMS_HD void operator()(int64_t t) const {
     const Segment s(g, t);
     int32_t* pr = par + s.base;
     for_runs(lab + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t l) {
       if (l < 0) return;
-      const int32_t p = s.prow + a, root = uf_root(pr, p);
+      const int32_t root = uf_root(pr, s.prow + a);
       for (int32_t x = a; x < b; ++x) store_link(pr + s.prow + x, root);  // others walk here
-      if (root == p) grp[s.base + p] = p;
-      atomic_add(gsize + s.base + root, b - a);
     });
   }
 };
 
 // ------------------------------------------------------------------ lists
-// Compact lists of pixels (component roots; pixels of small components) in raster
-// order: a count per segment, an exclusive scan, a scatter.
+// Compact lists in raster order: a count per segment, an exclusive scan, a scatter. The
+// component roots become list entries j = 0..R-1 (pos: j at the root's pixel); every
+// per-component and per-group value below is indexed by j. A group is a set of
+// components, named by its first component; j order is raster order, so "smaller j"
+// means "first in raster order", as in the reference.
 
 struct RootCount {
   const int32_t* par;
@@ -564,25 +558,41 @@ struct RootCount {
   }
 };
 
-struct RootScatter {  // roots[j]: the j-th root (batch pixel index); pos: j at the root
+struct RootScatter {  // each component: its own group, size 0
   const int32_t* par;
   const int32_t* off;
   Geo g;
-  int32_t* roots;
   int32_t* pos;
+  int32_t* grp;
+  int32_t* gsize;
   UMS_HD void operator()(int64_t t) const {
     const Segment s(g, t);
     int32_t j = off[t];
     for (int32_t x = s.x0; x < s.x1; ++x)
       if (par[s.row + x] == s.prow + x) {
-        roots[j] = (int32_t)(s.row + x);
-        pos[s.row + x] = j++;
+        pos[s.row + x] = j;
+        grp[j] = j;
+        gsize[j++] = 0;
       }
+  }
+};
+
+struct RootSizes {  // per segment: run lengths added to their component's size
+  const int32_t* par;
+  const int32_t* pos;
+  Geo g;
+  int32_t* gsize;
+  UMS_HD void operator()(int64_t t) const {
+    const Segment s(g, t);
+    for_runs(par + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t root) {
+      if (root >= 0) atomic_add(gsize + pos[s.base + root], b - a);
+    });
   }
 };
 
 struct SmallCount {  // pixels of components below min_size
   const int32_t* par;
+  const int32_t* pos;
   const int32_t* gsize;
   Geo g;
   int64_t min_size;
@@ -591,7 +601,7 @@ struct SmallCount {  // pixels of components below min_size
     const Segment s(g, t);
     int32_t c = 0;
     for_runs(par + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t root) {
-      if (root >= 0 && gsize[s.base + root] < min_size) c += b - a;
+      if (root >= 0 && gsize[pos[s.base + root]] < min_size) c += b - a;
     });
     cnt[t] = c;
   }
@@ -599,6 +609,7 @@ struct SmallCount {  // pixels of components below min_size
 
 struct SmallScatter {
   const int32_t* par;
+  const int32_t* pos;
   const int32_t* gsize;
   const int32_t* off;
   Geo g;
@@ -608,7 +619,7 @@ struct SmallScatter {
     const Segment s(g, t);
     int32_t j = off[t];
     for_runs(par + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t root) {
-      if (root >= 0 && gsize[s.base + root] < min_size)
+      if (root >= 0 && gsize[pos[s.base + root]] < min_size)
         for (int32_t x = a; x < b; ++x) small[j++] = (int32_t)(s.row + x);
     });
   }
@@ -624,31 +635,28 @@ struct ListTotal {  // count of a list: last offset + last count
 
 // ------------------------------------------------------------------ merging
 // In rounds: every group below min_size joins its largest neighbouring group (ties to
-// the smaller root). Groups are sets of components; grp[root] is the group's root.
-// The round steps run over the component roots, or over the pixels of components that
-// were small at the start (groups only grow, so no other pixel can matter).
+// the first). The round steps run over the components, or over the pixels of
+// components that were small at the start (groups only grow, so no other pixel can
+// matter).
 
-struct MergeInit {  // per component root
-  const int32_t* roots;
+struct MergeInit {  // per component
   const int32_t* grp;
-  Geo g;
   uint64_t* best;
   int32_t* up;
   UMS_HD void operator()(int64_t j) const {
-    const int64_t i = roots[j];
-    const int32_t p = (int32_t)(i % g.P);
-    if (grp[i] == p) {
-      best[i] = 0;
-      up[i] = p;
+    if (grp[j] == j) {
+      best[j] = 0;
+      up[j] = (int32_t)j;
     }
   }
 };
 
 // Each pixel of a group below min_size offers its neighbours' groups; the largest
-// (ties: smaller root) wins through an integer atomic max.
+// (ties: the first) wins through an integer atomic max.
 struct MergeConsider {  // per listed pixel
   const int32_t* small;
   const int32_t* par;
+  const int32_t* pos;
   const int32_t* grp;
   const int32_t* gsize;
   Geo g;
@@ -657,8 +665,8 @@ struct MergeConsider {  // per listed pixel
   UMS_HD void operator()(int64_t q) const {
     const int64_t i = small[q];
     const int64_t base = (i / g.P) * g.P, p = i - base, HW = (int64_t)g.H * g.W;
-    const int32_t gi = grp[base + par[i]];
-    if (gsize[base + gi] >= min_size) return;
+    const int32_t gi = grp[pos[base + par[i]]];
+    if (gsize[gi] >= min_size) return;
     const int32_t x = (int32_t)(p % g.W), y = (int32_t)((p / g.W) % g.H);
     const int32_t z = (int32_t)(p / HW);
     const int64_t nb[6] = {x > 0 ? p - 1 : -1,          x + 1 < g.W ? p + 1 : -1,
@@ -668,69 +676,56 @@ struct MergeConsider {  // per listed pixel
       if (nb[j] < 0) continue;
       const int32_t rq = par[base + nb[j]];
       if (rq < 0) continue;
-      const int32_t h = grp[base + rq];
-      if (h != gi) atomic_max(best + base + gi, merge_key(gsize[base + h], h));
+      const int32_t h = grp[pos[base + rq]];
+      if (h != gi) atomic_max(best + gi, merge_key(gsize[h], h));
     }
   }
 };
 
-struct MergeUnion {  // per component root: groups below min_size with a neighbour
-  const int32_t* roots;
+struct MergeUnion {  // per component: groups below min_size with a neighbour
   const int32_t* grp;
   const int32_t* gsize;
   const uint64_t* best;
-  Geo g;
   int64_t min_size;
   int32_t* up;
   int32_t* merged;
   UMS_HD void operator()(int64_t j) const {
-    const int64_t i = roots[j], base = (i / g.P) * g.P;
-    const int32_t p = (int32_t)(i - base);
-    if (grp[i] != p || gsize[i] >= min_size || best[i] == 0) return;
-    uf_join(up + base, p, merge_key_root(best[i]));
+    if (grp[j] != j || gsize[j] >= min_size || best[j] == 0) return;
+    uf_join(up, (int32_t)j, merge_key_root(best[j]));
     store_flag(merged);
   }
 };
 
-// Every component root follows its group to the merged group's root; merged groups
-// add their size to it. A merged group's size is read by its own element only, and
-// only roots of surviving groups receive additions.
-struct MergeFlatten {  // per component root
-  const int32_t* roots;
-  Geo g;
+// Every component follows its group to the merged group; merged groups add their size
+// to it. A merged group's size is read by its own element only, and only surviving
+// groups receive additions.
+struct MergeFlatten {  // per component
   const int32_t* up;
   int32_t* grp;
   int32_t* gsize;
   UMS_HD void operator()(int64_t j) const {
-    const int64_t i = roots[j], base = (i / g.P) * g.P;
-    const int32_t p = (int32_t)(i - base);
-    const int32_t gi = grp[i];
-    const int32_t t = uf_root(up + base, gi);
-    if (p == gi && t != gi) atomic_add(gsize + base + t, gsize[i]);
-    grp[i] = t;
+    const int32_t gi = grp[j];
+    const int32_t t = uf_root(up, gi);
+    if (j == gi && t != gi) atomic_add(gsize + t, gsize[j]);
+    grp[j] = t;
   }
 };
 
 // ------------------------------------------------------------------ labels and mask
 
-struct FinalFlags {  // per component root: 1 where it is its group's root
-  const int32_t* roots;
+struct FinalFlags {  // per component: 1 where it names its group
   const int32_t* grp;
-  Geo g;
   int32_t* flags;
-  UMS_HD void operator()(int64_t j) const {
-    const int64_t i = roots[j];
-    flags[j] = grp[i] == (int32_t)(i % g.P) ? 1 : 0;
-  }
+  UMS_HD void operator()(int64_t j) const { flags[j] = grp[j] == j ? 1 : 0; }
 };
 
-// Per segment, run by run: the label is the rank of the pixel's group root among the
-// image's group roots in raster order, + start_label. lab (if given) receives the
-// group root, for the mask fill (-1 outside the mask).
+// Per segment, run by run: the label is the rank of the pixel's group among the
+// image's groups in raster order, + start_label. lab (if given) receives the group,
+// for the mask fill (-1 outside the mask).
 struct FinalLabels {
   const int32_t* par;
-  const int32_t* grp;
   const int32_t* pos;
+  const int32_t* grp;
   const int32_t* rank;
   const int32_t* off;
   Geo g;
@@ -740,11 +735,10 @@ struct FinalLabels {
   UMS_HD void operator()(int64_t t) const {
     const Segment s(g, t);
     for_runs(par + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t r) {
-      const int32_t rep = r < 0 ? -1 : grp[s.base + r];
-      // the image's first root is the first of its list entries (it has one: rep)
+      const int32_t rep = r < 0 ? -1 : grp[pos[s.base + r]];
+      // the image's first component is its first list entry (it has one: rep)
       const int64_t v = rep < 0 ? sl - 1
-                                : (int64_t)(rank[pos[s.base + rep]] -
-                                            rank[off[g.first_segment(s.n)]]) + sl;
+                                : (int64_t)(rank[rep] - rank[off[g.first_segment(s.n)]]) + sl;
       for (int32_t x = a; x < b; ++x) {
         if (lab) lab[s.row + x] = rep;
         if (labels) labels[s.row + x] = v;
@@ -754,7 +748,7 @@ struct FinalLabels {
 };
 
 template <typename T>
-struct UmSums {  // per row segment: fixed-point grey sums at the group roots
+struct UmSums {  // per row segment: fixed-point grey sums of the groups
   const T* img;
   const int32_t* rep;
   const double* lohi;
@@ -763,13 +757,12 @@ struct UmSums {  // per row segment: fixed-point grey sums at the group roots
   UMS_HD void operator()(int64_t t) const {
     const Segment s(g, t);
     const double lo = lohi[2 * s.n], scale = um_scale(lo, lohi[2 * s.n + 1]);
-    int64_t* us = usum + s.base;
     const T* im = img + s.row;
-    for_runs(rep + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t root) {
-      if (root < 0) return;
+    for_runs(rep + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t r) {
+      if (r < 0) return;
       int64_t acc = 0;
       for (int32_t x = a; x < b; ++x) acc += grey_fixed16(im[x], lo, scale);
-      atomic_add(us + root, acc);
+      atomic_add(usum + r, acc);
     });
   }
 };
@@ -784,7 +777,7 @@ struct UmWrite {  // per row segment, run by run
   UMS_HD void operator()(int64_t t) const {
     const Segment s(g, t);
     for_runs(rep + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t r) {
-      const uint8_t v = r < 0 ? 0 : um_value(usum[s.base + r], gsize[s.base + r], step);
+      const uint8_t v = r < 0 ? 0 : um_value(usum[r], gsize[r], step);
       for (int32_t x = a; x < b; ++x) um[s.row + x] = v;
     });
   }
@@ -792,19 +785,48 @@ struct UmWrite {  // per row segment, run by run
 
 // ------------------------------------------------------------------ scratch layout
 
-// The scratch buffers of one launch, carved from one allocation at `base` (null to
+// 256-byte aligned slices of one allocation at `base` (null: count the bytes alone).
+struct Carver {
+  char* base;
+  int64_t total = 0;
+  template <typename Ptr>
+  void take(Ptr*& ptr, int64_t bytes) {
+    ptr = reinterpret_cast<Ptr*>(reinterpret_cast<uintptr_t>(base) + (uintptr_t)total);
+    total += (bytes + 255) / 256 * 256;
+  }
+};
+
+// Per-component buffers for R components (indexed by list entry j).
+struct RootBuffers {
+  int32_t* grp;    // group of each component (a group is named by its first component)
+  int32_t* gsize;  // group sizes, at the naming component
+  int32_t* up;     // union-find over groups during merging
+  int32_t* flags;  // 1 where a component names its group
+  int32_t* rank;   // exclusive scan of flags
+  uint64_t* best;  // merge keys, then fixed-point grey sums of the mask fill
+  int64_t total;
+  RootBuffers(char* base, int64_t R) {
+    Carver c{base};
+    c.take(grp, R * 4);
+    c.take(gsize, R * 4);
+    c.take(up, R * 4);
+    c.take(flags, R * 4);
+    c.take(rank, R * 4);
+    c.take(best, R * 8);
+    total = c.total;
+  }
+};
+
+// The per-pixel scratch of one launch, carved from one allocation at `base` (null to
 // learn the size alone). parts: copies of the centre sums (one per CPU thread; one on
-// the GPU). scan_bytes: the temporary storage the executor's scan needs.
+// the GPU). scan_bytes: the temporary storage the executor's scan needs. root_cap: room
+// for that many components' RootBuffers at the end (the GPU, which must allocate before
+// knowing R, takes N*P); 0 where the executor allocates them once R is known (CPU).
 struct Buffers {
-  float* feat;      // N*P*C features; after the k-means: the list of small pixels, then flags
-  int32_t* lab;     // N*P cluster ids, then group roots
+  float* feat;      // N*P*C features; after the k-means: the list of small pixels
+  int32_t* lab;     // N*P cluster ids, then groups (for the mask fill)
   int32_t* par;     // N*P union-find links (component roots after flattening)
-  int32_t* grp;     // N*P group of each component root
-  int32_t* gsize;   // N*P group sizes, at group roots
-  int32_t* up;      // N*P union-find over groups; then the ranks of the roots
-  int32_t* pos;     // N*P place of each root in the root list
-  int32_t* roots;   // N*P (at most) component roots
-  uint64_t* best;   // N*P merge keys, then fixed-point grey sums of the mask fill
+  int32_t* pos;     // N*P list entry of each component root, at its pixel
   int32_t* cnt;     // per segment: list counts
   int32_t* off;     // per segment: offsets into the root list
   int32_t* soff;    // per segment: offsets into the list of small pixels
@@ -817,39 +839,32 @@ struct Buffers {
   int32_t* changed; // N
   int32_t* flag;    // [0]: a merge happened this round; [1]: a list's length
   void* scan;
-  int64_t scan_bytes, total = 0;
+  char* roots;      // root_cap components' RootBuffers, or null
+  int64_t scan_bytes, root_cap, total;
   Buffers(char* base, int64_t N, int64_t P, int32_t C, int32_t K, int64_t segments,
-          int64_t lut_n, int32_t parts, int64_t scan_b)
-      : scan_bytes(scan_b) {
+          int64_t lut_n, int32_t parts, int64_t scan_b, int64_t root_cap_)
+      : scan_bytes(scan_b), root_cap(root_cap_) {
     const int64_t NP = N * P;
-    take(base, feat, NP * C * 4 + 4 * kLanes * kGroups);  // span_nearest reads past the end
-    take(base, lab, NP * 4);
-    take(base, par, NP * 4);
-    take(base, grp, NP * 4);
-    take(base, gsize, NP * 4);
-    take(base, up, NP * 4);
-    take(base, pos, NP * 4);
-    take(base, roots, NP * 4);
-    take(base, best, NP * 8);
-    take(base, cnt, segments * 4);
-    take(base, off, segments * 4);
-    take(base, soff, segments * 4);
-    take(base, centres, N * K * (3 + C) * 4);
-    take(base, sums, parts * N * K * (4 + C) * 8);
-    take(base, lut, N * lut_n * 4);
-    take(base, keys, (int64_t)K * 8);
-    take(base, alive, K);
-    take(base, active, N * 4);
-    take(base, changed, N * 4);
-    take(base, flag, 8);
-    take(base, scan, scan_b);
-  }
-
- private:
-  template <typename Ptr>
-  void take(char* base, Ptr*& ptr, int64_t bytes) {  // 256-byte aligned slices
-    ptr = reinterpret_cast<Ptr*>(reinterpret_cast<uintptr_t>(base) + (uintptr_t)total);
-    total += (bytes + 255) / 256 * 256;
+    Carver c{base};
+    c.take(feat, NP * C * 4 + 4 * kLanes * kGroups);  // span_nearest reads past the end
+    c.take(lab, NP * 4);
+    c.take(par, NP * 4);
+    c.take(pos, NP * 4);
+    c.take(cnt, segments * 4);
+    c.take(off, segments * 4);
+    c.take(soff, segments * 4);
+    c.take(centres, N * K * (3 + C) * 4);
+    c.take(sums, parts * N * K * (4 + C) * 8);
+    c.take(lut, N * lut_n * 4);
+    c.take(keys, (int64_t)K * 8);
+    c.take(alive, K);
+    c.take(active, N * 4);
+    c.take(changed, N * 4);
+    c.take(flag, 8);
+    c.take(scan, scan_b);
+    c.take(roots, root_cap > 0 ? RootBuffers(nullptr, root_cap).total : 0);
+    if (root_cap == 0) roots = nullptr;
+    total = c.total;
   }
 };
 
@@ -867,8 +882,9 @@ UMS_HD int64_t lut_entries_for_type(DType d, int32_t C, Intensity mode) {
 // updated with atomics), parts() (copies of the sums), for_each(n, functor),
 // for_each_part(n, functor) (functor.with_part(thread) per thread where sums are
 // private), zero(ptr, bytes), fill_bytes(ptr, byte, bytes), read_int(const int32_t*)
-// (waits for the work before it), exclusive_scan(in, out, n, tmp, tmp_bytes) and
-// check(what) (reports launch errors).
+// (waits for the work before it), exclusive_scan(in, out, n, tmp, tmp_bytes),
+// root_buffers(R, B) (RootBuffers for R components) and check(what) (reports launch
+// errors).
 
 // A list from the per-segment counts in B.cnt: the offsets, and its length returned.
 template <typename Exec>
@@ -898,8 +914,7 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
   const int64_t NP = g.N * g.P, NK = g.N * g.K, SEGS = g.segments();
   const int64_t stride = NK * (4 + g.C);
   float* feat = B.feat;
-  int32_t *lab = B.lab, *par = B.par, *grp = B.grp, *gsize = B.gsize, *up = B.up;
-  uint64_t* best = B.best;
+  int32_t *lab = B.lab, *par = B.par, *pos = B.pos;
   int32_t *active = B.active, *changed = B.changed, *flag = B.flag;
 
   // features and seeds
@@ -933,45 +948,46 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
   }
 
   // connected components and the list of their roots
-  ex.for_each(SEGS, CclInit{lab, g, par, gsize});
+  ex.for_each(SEGS, CclInit{lab, g, par});
   ex.for_each(SEGS, CclUnion{lab, g, par});
-  ex.for_each(SEGS, CclFlatten{lab, g, par, grp, gsize});
+  ex.for_each(SEGS, CclFlatten{lab, g, par});
   ex.for_each(SEGS, RootCount{par, g, B.cnt});
   const int64_t R = make_offsets(ex, SEGS, B.off, B);
-  ex.for_each(SEGS, RootScatter{par, B.off, g, B.roots, B.pos});
+  const RootBuffers rb = ex.root_buffers(R, B);
+  int32_t *grp = rb.grp, *gsize = rb.gsize;
+  ex.for_each(SEGS, RootScatter{par, B.off, g, pos, grp, gsize});
+  ex.for_each(SEGS, RootSizes{par, pos, g, gsize});
   ex.check("components");
 
   // merging of small pieces, round by round until a round merges nothing
-  int32_t* small = (int32_t*)feat;  // the features are no longer needed
   if (p.min_size > 1) {
-    ex.for_each(SEGS, SmallCount{par, gsize, g, p.min_size, B.cnt});
+    int32_t* small = (int32_t*)feat;  // the features are no longer needed
+    ex.for_each(SEGS, SmallCount{par, pos, gsize, g, p.min_size, B.cnt});
     const int64_t S = make_offsets(ex, SEGS, B.soff, B);
     if (S > 0) {
-      ex.for_each(SEGS, SmallScatter{par, gsize, B.soff, g, p.min_size, small});
+      ex.for_each(SEGS, SmallScatter{par, pos, gsize, B.soff, g, p.min_size, small});
       for (int round = 0; round < kMergeRounds; ++round) {
         ex.zero(flag, 4);
-        ex.for_each(R, MergeInit{B.roots, grp, g, best, up});
-        ex.for_each(S, MergeConsider{small, par, grp, gsize, g, p.min_size, best});
-        ex.for_each(R, MergeUnion{B.roots, grp, gsize, best, g, p.min_size, up, flag});
-        ex.for_each(R, MergeFlatten{B.roots, g, up, grp, gsize});
+        ex.for_each(R, MergeInit{grp, rb.best, rb.up});
+        ex.for_each(S, MergeConsider{small, par, pos, grp, gsize, g, p.min_size, rb.best});
+        ex.for_each(R, MergeUnion{grp, gsize, rb.best, p.min_size, rb.up, flag});
+        ex.for_each(R, MergeFlatten{rb.up, grp, gsize});
         if (!ex.read_int(flag)) break;
       }
     }
     ex.check("merging");
   }
 
-  // consecutive labels in raster order of the group roots
-  int32_t* flags = small;
-  int32_t* rank = up;
-  ex.for_each(R, FinalFlags{B.roots, grp, g, flags});
-  ex.exclusive_scan(flags, rank, R, B.scan, B.scan_bytes);
-  ex.for_each(SEGS, FinalLabels{par, grp, B.pos, rank, B.off, g, p.start_label,
+  // consecutive labels in raster order of the groups
+  ex.for_each(R, FinalFlags{grp, rb.flags});
+  ex.exclusive_scan(rb.flags, rb.rank, R, B.scan, B.scan_bytes);
+  ex.for_each(SEGS, FinalLabels{par, pos, grp, rb.rank, B.off, g, p.start_label,
                                 um ? lab : nullptr, labels});
   ex.check("relabelling");
 
   if (um) {
-    int64_t* usum = (int64_t*)best;
-    ex.zero(usum, (size_t)NP * 8);
+    int64_t* usum = (int64_t*)rb.best;
+    ex.zero(usum, (size_t)R * 8);
     ex.for_each(SEGS, UmSums<T>{image, lab, lohi, g, usum});
     ex.for_each(SEGS, UmWrite{lab, gsize, usum, g, p.um_step, um});
     ex.check("mask fill");
