@@ -110,10 +110,11 @@ UMS_HD void centre_from_sums(const int64_t* sums, int C, float* centre) {
   for (int c = 0; c < C; ++c) centre[3 + c] = (float)((double)sums[4 + c] / dn / kFixedScale);
 }
 
-// Key used to pick the neighbour a too-small component merges into: the largest
-// neighbour, ties to the smaller root index. Larger key wins.
-UMS_HD uint64_t merge_key(int64_t size, int32_t root) {
-  return ((uint64_t)size << 32) | (uint64_t)(0xFFFFFFFFu - (uint32_t)root);
+// Key used to pick the group a too-small group merges into: the largest neighbour,
+// ties to the smaller index (the groups' root-list entries, in raster order). Larger
+// key wins.
+UMS_HD uint64_t merge_key(int64_t size, int32_t group) {
+  return ((uint64_t)size << 32) | (uint64_t)(0xFFFFFFFFu - (uint32_t)group);
 }
 UMS_HD int32_t merge_key_root(uint64_t key) {
   return (int32_t)(0xFFFFFFFFu - (uint32_t)(key & 0xFFFFFFFFu));

@@ -2,8 +2,9 @@
 // of a range: a pixel, a row segment, a centre, a list entry) and run_pipeline(), the
 // order of the steps. Two launchers run it: slic_cpu.cpp (OpenMP loops, the
 // `algorithm="fast"` CPU path that CI tests) and slic_cuda.cu (one grid-stride kernel
-// per step on the caller's stream). They differ only in the segment length and in how
-// the centre sums are gathered (per-thread copies on the CPU, atomics on the GPU).
+// per step on the caller's stream). They differ only in their configuration: segment
+// length, lanes (common.h), how the centre sums are gathered (per-thread copies on the
+// CPU, atomics on the GPU), and when the per-component buffers are allocated.
 //
 // Every result is defined independently of the order in which threads or atomics run:
 //   - assignment: per pixel, candidates in increasing index, strict "<";
@@ -11,7 +12,7 @@
 //   - connected components: union-find whose links always point to the smaller pixel
 //     index (atomic min), so a root is its component's first pixel;
 //   - merging: in rounds, every group below min_size joins its largest neighbour (ties
-//     to the smaller root), chosen by an integer atomic max over neighbour keys;
+//     to the first in raster order), chosen by an integer atomic max over neighbour keys;
 //   - lists (component roots, pixels of small components) and consecutive labels:
 //     exclusive scans, in raster order.
 // Hence CPU and GPU labels are equal bit for bit, for any thread count or segment
@@ -290,9 +291,9 @@ struct Candidates {
 // with d* = centre position - pixel position, w* = spacing^2 / step^2 per axis and
 // cw = 1 / compactness^2. Candidates are tried in increasing index with a strict "<",
 // so ties go to the smaller index. Grey pixels go kLanes at a time (common.h), best
-// distance and label held in registers across the candidates; the last group reads up
-// to kLanes - 1 features past xe and writes as many labels past xe (the caller pads
-// both).
+// distance and label held in registers across the candidates; the last step reads up
+// to kLanes * kGroups - 1 features past xe and writes as many labels past xe (the
+// caller pads both).
 UMS_HD void span_nearest(const float* __restrict frow, int32_t xb, int32_t xe,
                          const Candidates& cd, int C, float wx, float cw,
                          int32_t* __restrict kb) {
