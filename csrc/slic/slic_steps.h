@@ -547,34 +547,30 @@ struct CclFlatten {
 // components, named by its first component; j order is raster order, so "smaller j"
 // means "first in raster order", as in the reference.
 
-struct RootCount {
-  const int32_t* par;
-  Geo g;
-  int32_t* cnt;
-  UMS_HD void operator()(int64_t t) const {
-    const Segment s(g, t);
-    int32_t c = 0;
-    for (int32_t x = s.x0; x < s.x1; ++x) c += par[s.row + x] == s.prow + x;
-    cnt[t] = c;
-  }
-};
-
-struct RootScatter {  // each component: its own group, size 0
+// Component roots, per segment: counted into cnt (off null), or listed from off[t] on:
+// pos gets the entry j at the root's pixel, and each component starts as its own group
+// of size 0.
+struct RootList {
   const int32_t* par;
   const int32_t* off;
   Geo g;
+  int32_t* cnt;
   int32_t* pos;
   int32_t* grp;
   int32_t* gsize;
   UMS_HD void operator()(int64_t t) const {
     const Segment s(g, t);
-    int32_t j = off[t];
-    for (int32_t x = s.x0; x < s.x1; ++x)
-      if (par[s.row + x] == s.prow + x) {
+    int32_t j = off ? off[t] : 0;
+    for (int32_t x = s.x0; x < s.x1; ++x) {
+      if (par[s.row + x] != s.prow + x) continue;
+      if (off) {
         pos[s.row + x] = j;
         grp[j] = j;
-        gsize[j++] = 0;
+        gsize[j] = 0;
       }
+      ++j;
+    }
+    if (!off) cnt[t] = j;
   }
 };
 
@@ -591,38 +587,27 @@ struct RootSizes {  // per segment: run lengths added to their component's size
   }
 };
 
-struct SmallCount {  // pixels of components below min_size
-  const int32_t* par;
-  const int32_t* pos;
-  const int32_t* gsize;
-  Geo g;
-  int64_t min_size;
-  int32_t* cnt;
-  UMS_HD void operator()(int64_t t) const {
-    const Segment s(g, t);
-    int32_t c = 0;
-    for_runs(par + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t root) {
-      if (root >= 0 && gsize[pos[s.base + root]] < min_size) c += b - a;
-    });
-    cnt[t] = c;
-  }
-};
-
-struct SmallScatter {
+// Pixels of components below min_size, per segment: counted into cnt (off null), or
+// listed from off[t] on.
+struct SmallList {
   const int32_t* par;
   const int32_t* pos;
   const int32_t* gsize;
   const int32_t* off;
   Geo g;
   int64_t min_size;
+  int32_t* cnt;
   int32_t* small;
   UMS_HD void operator()(int64_t t) const {
     const Segment s(g, t);
-    int32_t j = off[t];
+    int32_t j = off ? off[t] : 0;
     for_runs(par + s.row, s.x0, s.x1, [&](int32_t a, int32_t b, int32_t root) {
-      if (root >= 0 && gsize[pos[s.base + root]] < min_size)
-        for (int32_t x = a; x < b; ++x) small[j++] = (int32_t)(s.row + x);
+      if (root < 0 || gsize[pos[s.base + root]] >= min_size) return;
+      if (off)
+        for (int32_t x = a; x < b; ++x) small[j + x - a] = (int32_t)(s.row + x);
+      j += b - a;
     });
+    if (!off) cnt[t] = j;
   }
 };
 
@@ -952,21 +937,21 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
   ex.for_each(SEGS, CclInit{lab, g, par});
   ex.for_each(SEGS, CclUnion{lab, g, par});
   ex.for_each(SEGS, CclFlatten{lab, g, par});
-  ex.for_each(SEGS, RootCount{par, g, B.cnt});
+  ex.for_each(SEGS, RootList{par, nullptr, g, B.cnt, pos, nullptr, nullptr});
   const int64_t R = make_offsets(ex, SEGS, B.off, B);
   const RootBuffers rb = ex.root_buffers(R, B);
   int32_t *grp = rb.grp, *gsize = rb.gsize;
-  ex.for_each(SEGS, RootScatter{par, B.off, g, pos, grp, gsize});
+  ex.for_each(SEGS, RootList{par, B.off, g, nullptr, pos, grp, gsize});
   ex.for_each(SEGS, RootSizes{par, pos, g, gsize});
   ex.check("components");
 
   // merging of small pieces, round by round until a round merges nothing
   if (p.min_size > 1) {
     int32_t* small = (int32_t*)feat;  // the features are no longer needed
-    ex.for_each(SEGS, SmallCount{par, pos, gsize, g, p.min_size, B.cnt});
+    ex.for_each(SEGS, SmallList{par, pos, gsize, nullptr, g, p.min_size, B.cnt, nullptr});
     const int64_t S = make_offsets(ex, SEGS, B.soff, B);
     if (S > 0) {
-      ex.for_each(SEGS, SmallScatter{par, pos, gsize, B.soff, g, p.min_size, small});
+      ex.for_each(SEGS, SmallList{par, pos, gsize, B.soff, g, p.min_size, nullptr, small});
       for (int round = 0; round < kMergeRounds; ++round) {
         ex.zero(flag, 4);
         ex.for_each(R, MergeInit{grp, rb.best, rb.up});
