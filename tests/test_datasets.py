@@ -11,10 +11,11 @@ from scipy import ndimage
 
 import umsynth
 from umsynth.data import io
-from umsynth.data.datasets import (Augment, AugmentParams, MontageDataset, UMConfig,
-                                   apply_geometry, superpixel_edges)
+from umsynth.data.datasets import (Augment, AugmentParams, MontageDataset, apply_geometry,
+                                   superpixel_edges)
 from umsynth.data.phantom import phantom_cohort, phantom_volume
 from umsynth.data.prepare import PrepareConfig, prepare
+from umsynth.masks import UMConfig
 
 SIZE = 128
 CROSS = ndimage.generate_binary_structure(2, 1)

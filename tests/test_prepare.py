@@ -14,7 +14,8 @@ from umsynth.cli import build_parser, main
 from umsynth.data import io
 from umsynth.data.montage import build_montage
 from umsynth.data.phantom import phantom_volume
-from umsynth.data.prepare import PrepareConfig, UMConfig, find_cases, prepare, prepare_case
+from umsynth.data.prepare import PrepareConfig, find_cases, prepare, prepare_case
+from umsynth.masks import UMConfig
 from test_data_io import write_ct_dicom, write_series
 
 SHAPE = (24, 64, 64)

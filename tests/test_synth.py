@@ -85,7 +85,7 @@ def test_variety_options(ckpt, tmp_path):
     assert [d["name"] for d in jit] == ["00000_v0", "00000_v1"]
     assert not np.array_equal(u0, _png(base["um"])) and not np.array_equal(u0, u1)
     np.testing.assert_array_equal(u0, _png(again[0]["um"]))  # reproducible from the seed
-    from umsynth.data.prepare import UMConfig
+    from umsynth.masks import UMConfig
 
     few = UMConfig(n_segments=24)  # superpixels of about 6 x 6 pixels: a grid shift moves them
     plain = synthesize(ckpt, [grey], tmp_path / "p", progress=False, um_config=few)[0]

@@ -7,39 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from umsynth._arrays import check_finite, to_numpy
+from umsynth.covariance import centre, check_cov
+from umsynth.kernels.arrays import check_finite, device_ops, to_numpy
 
 __all__ = ["FeatureStats", "centre"]
 
 # Written into every .npz; load refuses files from a newer format.
 FORMAT_NAME = "umsynth-feature-stats"
 FORMAT_VERSION = 1
-
-
-def centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and centred copy of the rows of a float64 array, to full precision.
-
-    Parameters
-    ----------
-    x : numpy.ndarray, shape (n, d), float64
-
-    Returns
-    -------
-    mean : numpy.ndarray, shape (d,)
-    centred : numpy.ndarray, shape (n, d)
-        ``x - mean``.
-
-    Notes
-    -----
-    Two passes: the mean of the first centring is subtracted again, which removes the
-    rounding error of the first mean (matters when all features share a large offset).
-    """
-    # positional axes: the same code centres torch and CuPy arrays on their device
-    mean = x.mean(0)
-    xc = x - mean
-    fix = xc.mean(0)
-    xc -= fix
-    return mean + fix, xc
 
 
 class FeatureStats:
@@ -108,7 +83,7 @@ class FeatureStats:
         self._m2: np.ndarray | None = np.zeros((dim, dim))
         self._sigma: np.ndarray | None = None  # only for pytorch-fid statistics (n unknown)
         self._rows: list[np.ndarray] = []
-        self._ops = None  # umsynth._gpu ops while the state lives on a GPU
+        self._ops = None  # umsynth.kernels.arrays ops while the state lives on a GPU
 
     # ------------------------------------------------------------------ accumulation
 
@@ -130,8 +105,6 @@ class FeatureStats:
         ValueError
             For a wrong shape or dimension, NaN or Inf, or statistics without a sample count.
         """
-        from umsynth._gpu import device_ops
-
         ops = device_ops(x)
         if ops is not None or self._ops is not None:
             return self._update_device(ops, x)
@@ -418,9 +391,7 @@ def _read_mu_sigma(f, path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path}: mu has shape {mu.shape} and sigma {sigma.shape}; expected (d,) and (d, d)")
     check_finite(mu, f"{path}: mu")
     check_finite(sigma, f"{path}: sigma")
-    from umsynth.frechet import _check_cov
-
-    return mu, _check_cov(sigma, f"{path}: sigma", mu.shape[0])
+    return mu, check_cov(sigma, f"{path}: sigma", mu.shape[0])
 
 
 def _atomic_savez(path: str, arrays: dict) -> None:

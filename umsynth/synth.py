@@ -278,7 +278,7 @@ def synthesize(checkpoint, inputs, out_dir, *, variety: Variety = Variety(), bat
         "auto", "cpu", "cuda" or "cuda:N".
     amp : {"none", "bf16", "fp16"}
         Autocast on CUDA (ignored on the CPU).
-    um_config : umsynth.data.prepare.UMConfig, optional
+    um_config : umsynth.masks.UMConfig, optional
         How UMs are made from grey montages (default: SemiCS2's).
     inputs_are : {"images", "ums"}
     names : list of str, optional
@@ -303,8 +303,8 @@ def synthesize(checkpoint, inputs, out_dir, *, variety: Variety = Variety(), bat
     import torch
     from tqdm import tqdm
 
-    from umsynth.data.prepare import UMConfig
     from umsynth.data.window import HU_WINDOW
+    from umsynth.masks import UMConfig
     from umsynth.train.conditioning import conditioning_input
 
     if inputs_are not in ("images", "ums"):

@@ -62,7 +62,8 @@ def run(args) -> int:
     """Run ``umsynth prepare``; returns 0, or 1 if any case failed."""
     from tqdm import tqdm
 
-    from umsynth.data.prepare import PrepareConfig, UMConfig, prepare
+    from umsynth.data.prepare import PrepareConfig, prepare
+    from umsynth.masks import UMConfig
 
     _check_args(args)
     config = PrepareConfig(window=tuple(args.window), trim=args.trim,

@@ -13,8 +13,8 @@ import operator
 
 import numpy as np
 
-from umsynth._arrays import check_finite, to_numpy
 from umsynth.data.window import HU_WINDOW, window_hu
+from umsynth.kernels.arrays import check_finite, to_numpy
 
 __all__ = ["select_slices", "tile_2x2", "build_montage"]
 

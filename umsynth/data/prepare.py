@@ -35,8 +35,9 @@ import numpy as np
 
 from umsynth.data.io import NIFTI_SUFFIXES, atomic_write, read_nifti, read_volume, write_png
 from umsynth.data.window import HU_WINDOW
+from umsynth.masks import UMConfig
 
-__all__ = ["UMConfig", "PrepareConfig", "Case", "Summary", "find_cases", "prepare_case",
+__all__ = ["PrepareConfig", "Case", "Summary", "find_cases", "prepare_case",
            "prepare", "is_done", "OUTPUT_DIRS", "MASKS_DIR"]
 
 MASKS_DIR = "masks"
@@ -44,28 +45,6 @@ MASK_SUFFIX = "_mask"
 #: output kind -> sub-folder of OUT_DIR
 OUTPUT_DIRS = {"image": "images", "labels": "labels", "um": "ums", "superpixels": "superpixels"}
 RECORD_DIR = "cases"
-
-
-@dataclass(frozen=True)
-class UMConfig:
-    """The arguments of :func:`umsynth.unsupervised_mask` that define a UM.
-
-    Defaults are SemiCS2's (method.md §2): 512 superpixels, compactness 10, means
-    quantized to multiples of 10, SLIC in CIE L*.
-    """
-
-    n_segments: int = 512
-    compactness: float = 10.0
-    step: int = 10
-    intensity: str = "lab"
-
-    def compute(self, image, *, threads=None) -> tuple[np.ndarray, np.ndarray]:
-        """UM (uint8, same shape) and superpixel labels (int64, from 1) of one grey image."""
-        from umsynth import unsupervised_mask
-
-        return unsupervised_mask(image, n_segments=self.n_segments, compactness=self.compactness,
-                                 step=self.step, intensity=self.intensity, return_labels=True,
-                                 threads=threads)
 
 
 @dataclass(frozen=True)

@@ -423,7 +423,7 @@ def _environment(device: str) -> dict:
             env["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:  # pragma: no cover - torch is required by the demo
         pass
-    from umsynth._config import cuda_status
+    from umsynth.kernels.config import cuda_status
 
     ok, reason = cuda_status()
     env["umsynth_cuda"] = "usable" if ok else reason

@@ -1,4 +1,4 @@
-"""The compiled fast SLIC equals its plain-numpy statement (umsynth._reference), exactly.
+"""The compiled fast SLIC equals its plain-numpy statement (umsynth.kernels.reference), exactly.
 
 This pins down the per-element algorithm that the CPU launcher (and later the CUDA
 launcher) runs: seeds, candidate cells, float32 distances, integer centre sums, the tie
@@ -11,8 +11,8 @@ import pytest
 from scipy import ndimage
 
 import umsynth
-from umsynth import _reference as ref
-from umsynth.masks import _fast_grid
+from umsynth.kernels import reference as ref
+from umsynth.kernels import slic as kslic
 
 
 def _random_image(rng, shape, channels=None, dtype=np.uint8):
@@ -37,7 +37,7 @@ def _run_both(img, n_segments, compactness=10.0, mask=None, spacing=None, intens
         vol = vol[None]
     m = None if mask is None else np.asarray(mask, bool).reshape(vol.shape[:3])
     D, H, W, _ = vol.shape
-    grid, n_cells, step = _fast_grid((D, H, W), n_segments, m)
+    grid, n_cells, step = kslic.fast_grid((D, H, W), n_segments, m)
     sp = np.ones(3) if spacing is None else np.insert(np.asarray(spacing, float), 0, 1.0)[-3:]
     scale = 100.0 if intensity == "lab" else 1.0
     region = D * H * W if m is None else int(m.sum())
@@ -144,11 +144,9 @@ def test_kernel_equals_reference_wide_odd_rows(gpu_layout, monkeypatch):
     GPU's configuration (16-pixel segments, atomic sums), run on the CPU."""
     import functools
 
-    from umsynth import masks
-
     if gpu_layout:
-        monkeypatch.setattr(masks, "_launch_cpu",
-                            functools.partial(masks._launch_cpu, gpu_layout=True))
+        monkeypatch.setattr(kslic, "launch_cpu",
+                            functools.partial(kslic.launch_cpu, gpu_layout=True))
     rng = np.random.default_rng(517)
     img = _random_image(rng, (37, 517))
     mask = np.ones(img.shape, bool)

@@ -1,5 +1,5 @@
 """The Fréchet distance on a GPU: factors and cross-products with torch or CuPy, the
-nuclear norm with umsynth's polar-iteration kernel (umsynth._polar). No covariance leaves
+nuclear norm with umsynth's polar-iteration kernel (umsynth.kernels.polar). No covariance leaves
 the device; only the convergence flags and, for a single distance, the result do.
 
 The steps mirror the CPU code in umsynth.frechet: a covariance is factored by Cholesky
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from umsynth import _polar
+from umsynth.covariance import PSD_RTOL, SYMMETRY_RTOL, gram_factor
+from umsynth.kernels.polar import PolarConfig, nuclear_norms_gpu
 
 _EPS = np.finfo(np.float64).eps
 
@@ -29,9 +30,7 @@ def check_batch_shapes(mu1, s1, mu2, s2) -> None:
 
 
 def symmetrised(ops, s, name: str):
-    """Refuse non-symmetric covariances (as umsynth.frechet._check_cov) and symmetrise."""
-    from umsynth.frechet import SYMMETRY_RTOL
-
+    """Refuse non-symmetric covariances (as umsynth.covariance.check_cov) and symmetrise."""
     diff = s - ops.transpose(s)
     scale = ops.amax(abs(s), (-2, -1))
     asym = ops.amax(abs(diff), (-2, -1))
@@ -44,8 +43,6 @@ def symmetrised(ops, s, name: str):
 
 def cov_factors(ops, s, name: str):
     """Factors F (B, d, d) with F F^T = S for a batch of symmetric covariances."""
-    from umsynth.frechet import PSD_RTOL
-
     d = int(s.shape[-1])
     diag_max = ops.amax(ops.diagonal(s), -1)
     low, ok = ops.cholesky(s)
@@ -67,10 +64,10 @@ def cov_factors(ops, s, name: str):
 
 
 def _norms(ops, m, base, config, runner):
-    config = config or _polar.PolarConfig()
+    config = config or PolarConfig()
     if runner is not None:  # tests: the CPU reference behind the same device code
         return runner(ops, m, base, config)
-    return _polar.nuclear_norms_gpu(ops, m, base, config)
+    return nuclear_norms_gpu(ops, m, base, config)
 
 
 def distances(ops, mus1, sigmas1, mus2, sigmas2, config=None, runner=None):
@@ -88,10 +85,8 @@ def distances(ops, mus1, sigmas1, mus2, sigmas2, config=None, runner=None):
 
 def _stats_factor(ops, s, name: str):
     """(mean, trace, factor) of one FeatureStats on the device (Gram route for n <= d)."""
-    from umsynth.frechet import _gram_factor
-
     if s.keep_features and s.n is not None and s.n <= s.dim:
-        f = _gram_factor(s.features - s.mean) * (1.0 / np.sqrt(s.n - 1))
+        f = gram_factor(s.features - s.mean) * (1.0 / np.sqrt(s.n - 1))
         return s.mean, (f * f).sum(), f
     cov = symmetrised(ops, s.cov[None], name)
     return s.mean, ops.diagonal(cov).sum(-1)[0], cov_factors(ops, cov, name)[0]

@@ -12,9 +12,11 @@ import pytest
 from scipy import ndimage
 
 import umsynth
-from umsynth import _device
+from umsynth.kernels.arrays import ImageOps
+from umsynth.kernels.config import cuda_status
+from umsynth.kernels.slic import DTYPE_CODE, MODE
 
-_USABLE, _REASON = umsynth._config.cuda_status()
+_USABLE, _REASON = cuda_status()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _USABLE, reason=_REASON)]
 
 
@@ -199,7 +201,7 @@ def test_out_of_memory_is_chunked_then_reported(phantom_slice, monkeypatch):
     torch = pytest.importorskip("torch")
     batch = np.stack([phantom_slice["image"]] * 4)
     want = umsynth.unsupervised_mask(batch)
-    real = _device.Ops.empty
+    real = ImageOps.empty
 
     def tight(self, shape, dtype, device, limit):
         if len(shape) == 1 and shape[0] > limit:  # the scratch buffer
@@ -208,10 +210,11 @@ def test_out_of_memory_is_chunked_then_reported(phantom_slice, monkeypatch):
 
     from umsynth import _cuda
 
-    code = _device.DTYPE_CODE[batch.dtype]  # the largest (Lab) layout, with a look-up table
-    one = _cuda.slic_scratch_bytes(0, code, 1, 1, 1, 512, 512, 1, 506)
-    monkeypatch.setattr(_device.Ops, "empty", lambda s, sh, dt, dev: tight(s, sh, dt, dev, 2 * one))
+    code = DTYPE_CODE[batch.dtype]  # the largest (Lab) layout, with a look-up table
+    one = _cuda.slic_scratch_bytes(device=0, dtype=code, mode=MODE["lab"], N=1, D=1, H=512, W=512,
+                                   C=1, n_cells=506)
+    monkeypatch.setattr(ImageOps, "empty", lambda s, sh, dt, dev: tight(s, sh, dt, dev, 2 * one))
     _same(want, umsynth.unsupervised_mask(gpu(batch, "torch")), "torch")  # in chunks of <= 2
-    monkeypatch.setattr(_device.Ops, "empty", lambda s, sh, dt, dev: tight(s, sh, dt, dev, 0))
+    monkeypatch.setattr(ImageOps, "empty", lambda s, sh, dt, dev: tight(s, sh, dt, dev, 0))
     with pytest.raises(MemoryError, match="not enough free GPU memory"):
         umsynth.unsupervised_mask(gpu(batch, "torch"))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import umsynth
-from umsynth._original import original_run
+from umsynth.kernels.original import original_run
 
 
 def numpy_mean_fill(image, labels, step):

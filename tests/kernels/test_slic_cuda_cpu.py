@@ -6,7 +6,7 @@ give the same labels; every label is one connected piece and no piece is below
 min_size unless nothing is adjacent; the steps of slic_steps.h in the CUDA launcher's
 configuration (16-pixel row segments, one copy of the centre sums added to with
 atomics), run on the CPU, give the CPU configuration's labels and masks bit for bit
-(tests/test_slic_kernel_reference.py checks those against the numpy statement); the
+(tests/kernels/test_slic_kernel_reference.py checks those against the numpy statement); the
 CUDA module is built, reports that no device is usable, and GPU input is refused with
 that reason rather than copied to the host.
 """
@@ -21,7 +21,9 @@ import pytest
 from scipy import ndimage
 
 import umsynth
-from umsynth import masks
+from umsynth.kernels import slic as kslic
+from umsynth.kernels.arrays import CudaUnavailableError
+from umsynth.kernels.config import cuda_status
 
 STRUCT = {2: ndimage.generate_binary_structure(2, 1), 3: ndimage.generate_binary_structure(3, 1)}
 
@@ -30,7 +32,7 @@ def _min_size(shape, n_segments, mask=None, factor=0.5):
     """The min_size rule of the fast algorithm: factor * region / seeds."""
     m = None if mask is None else np.asarray(mask, bool).reshape((1,) * (3 - len(shape)) + shape)
     full = (1,) * (3 - len(shape)) + tuple(shape)
-    _, n_cells, _ = masks._fast_grid(full, n_segments, m)
+    _, n_cells, _ = kslic.fast_grid(full, n_segments, m)
     region = full[0] * full[1] * full[2] if m is None else int(m.sum())
     seeds = n_cells if m is None else min(n_segments, region)
     return int(factor * region / seeds)
@@ -107,10 +109,14 @@ def test_batch_equals_one_by_one_3d(phantom_volume):
     mask = phantom_volume["labels"] > 0
     for m in (None, mask):
         kw = dict(n_segments=80, compactness=10, spacing=(2.0, 1.0, 1.0), mask=m)
-        sp = masks._prepare(vols[0], kw["n_segments"], 10.0, kw["spacing"], 0, m, None)
+        mm = None if m is None else np.ascontiguousarray(m, dtype=np.uint8)
+        sp = kslic.SlicInput(vols[0][..., None], mm, is_2d=False, multichannel=False,
+                             spacing=np.array([2.0, 1.0, 1.0]), sigma=np.zeros(3),
+                             mask_count=0 if m is None else int(m.sum()),
+                             mask_box=None if m is None else kslic.HOST.bbox(mm))
         batch = np.stack(vols)[..., None]  # (N, D, H, W, C)
         for t in (1, 2):
-            labels, um = masks._slic_fast(sp, 80, 10.0, 10, True, 0.5, 3.0, 1, "linear", t,
+            labels, um = kslic.slic_fast(sp, 80, 10.0, 10, True, 0.5, 3.0, 1, "linear", t,
                                           batch=batch, um_step=10)
             for k, v in enumerate(vols):
                 assert np.array_equal(labels[k], umsynth.slic(v, threads=1, **kw))
@@ -178,7 +184,7 @@ def test_cuda_module_built_where_nvcc_exists():
 
 def test_show_config_reports_device_state(capsys):
     info = umsynth.show_config()
-    usable, reason = umsynth._config.cuda_status()
+    usable, reason = cuda_status()
     assert info["cuda_device_usable"] is usable and info["cuda_reason"] == reason
     assert info["openmp_threads"] >= 1 and "cuda_architectures" in info
     if not usable:
@@ -193,16 +199,18 @@ class _FakeGpuArray:
                                          "version": 3, "strides": None}
 
 
-@pytest.mark.skipif(umsynth._config.cuda_status()[0], reason="a CUDA device is usable here")
+@pytest.mark.skipif(cuda_status()[0], reason="a CUDA device is usable here")
 def test_gpu_input_without_device_is_refused_not_copied():
-    reason = umsynth._config.cuda_status()[1]
+    reason = cuda_status()[1]
     for call in (lambda: umsynth.slic(_FakeGpuArray()),
                  lambda: umsynth.unsupervised_mask(_FakeGpuArray()),
                  lambda: umsynth.slic(np.zeros((32, 32), np.uint8), device="cuda"),
                  lambda: umsynth.unsupervised_mask(np.zeros((32, 32), np.uint8), device="cuda:0")):
-        with pytest.raises(RuntimeError, match="cannot run on the GPU") as e:
+        with pytest.raises(CudaUnavailableError, match="cannot run on the GPU") as e:
             call()
         assert reason in str(e.value)
+        # a ValueError like every input the machine cannot serve; a RuntimeError as before
+        assert isinstance(e.value, ValueError) and isinstance(e.value, RuntimeError)
 
 
 def test_device_argument_errors():
@@ -220,17 +228,17 @@ def test_device_argument_errors():
                           umsynth.slic(img, n_segments=4))
 
 
-@pytest.mark.skipif(umsynth._config.cuda_status()[0], reason="a CUDA device is usable here")
+@pytest.mark.skipif(cuda_status()[0], reason="a CUDA device is usable here")
 def test_gpu_tests_skip_with_the_reason():
     import pathlib
     import subprocess
     import sys
 
-    reason = umsynth._config.cuda_status()[1]
+    reason = cuda_status()[1]
     here = pathlib.Path(__file__).parent
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                           str(here / "test_slic_gpu.py")], capture_output=True, text=True,
-                         cwd=here.parent, timeout=120)
+                         cwd=here.parents[1], timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "skipped" in out.stdout and reason in out.stdout and "passed" not in out.stdout
 
@@ -245,7 +253,7 @@ def gpu_config(monkeypatch):
     def run(kind, fn, *a, **kw):
         with monkeypatch.context() as m:
             if kind == "gpu":
-                m.setattr(masks, "_launch_cpu", functools.partial(masks._launch_cpu,
+                m.setattr(kslic, "launch_cpu", functools.partial(kslic.launch_cpu,
                                                                   gpu_layout=True))
             return fn(*a, **kw)
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import umsynth
-from umsynth import _cpu, _polar, frechet_distance, frechet_distance_batch, frechet_distance_features
-from umsynth._config import cuda_status
+from umsynth import _cpu, frechet_distance, frechet_distance_batch, frechet_distance_features
+from umsynth.kernels import frechet_device, polar
+from umsynth.kernels.arrays import TorchOps
+from umsynth.kernels.config import cuda_status
 
-from test_frechet import moments, reference_fd, relu_features
 
 BAR = 1e-6  # the issue's accuracy bar on FD, relative
 
@@ -126,7 +127,7 @@ def rotated_pair(d: int, cond: float, seed: int, spread: float = 0.1, tilt: floa
 
 
 @pytest.mark.parametrize("d,n", [(64, 600), (256, 400)])
-def test_covariances_full_rank(d, n):
+def test_covariances_full_rank(moments, reference_fd, relu_features, d, n):
     x1, x2 = relu_features(n, d, seed=1), relu_features(n, d, seed=2)
     (mu1, s1), (mu2, s2) = moments(x1), moments(x2)
     want = frechet_distance(mu1, s1, mu2, s2, method="svd")
@@ -143,7 +144,7 @@ def test_ill_conditioned_covariances(cond):
 
 
 @pytest.mark.parametrize("d,n1,n2", [(200, 60, 90), (512, 150, 200), (4096, 120, 100)])
-def test_features_rank_deficient(d, n1, n2):
+def test_features_rank_deficient(moments, reference_fd, relu_features, d, n1, n2):
     x1, x2 = relu_features(n1, d, seed=4), relu_features(n2, d, seed=5)
     want = reference_fd(x1, x2)
     assert rel(frechet_distance_features(x1, x2, method="polar"), want) <= BAR
@@ -173,7 +174,7 @@ def test_nearly_identical_commuting_pair_closed_form(spread, ratio):
     assert rel(frechet_distance(np.zeros(d), s1, np.zeros(d), s2, method="polar"), want) <= BAR
 
 
-def test_nearly_identical_samples_and_identical_inputs():
+def test_nearly_identical_samples_and_identical_inputs(moments, relu_features):
     x = relu_features(3000, 96, seed=7)
     (mu1, s1), (mu2, s2) = moments(x[:1500]), moments(x[1500:] * (1 + 1e-4))
     want = frechet_distance(mu1, s1, mu2, s2, method="svd")
@@ -186,7 +187,7 @@ def test_nearly_identical_samples_and_identical_inputs():
 # ----------------------------------------------------------------------------- API
 
 
-def test_not_converging_raises():
+def test_not_converging_raises(moments, relu_features):
     x1, x2 = relu_features(300, 64, seed=8), relu_features(300, 64, seed=9)
     (mu1, s1), (mu2, s2) = moments(x1), moments(x2)
     for steps in (1, 10):  # 10: the interval is still below 1/2, nothing is certified
@@ -194,7 +195,7 @@ def test_not_converging_raises():
             frechet_distance(mu1, s1, mu2, s2, method="polar", config=umsynth.PolarConfig(max_iter=steps))
 
 
-def test_batch_equals_singles():
+def test_batch_equals_singles(moments, relu_features):
     d = 48
     xs = [relu_features(200, d, seed=s) for s in range(10, 16)]
     st = [moments(x) for x in xs]
@@ -217,7 +218,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="method must be one of"):
         frechet_distance(mu, s, mu, s, method="sqrtm")
     with pytest.raises(ValueError, match="max_iter"):
-        _polar.PolarConfig(max_iter=0)
+        polar.PolarConfig(max_iter=0)
     with pytest.raises(ValueError, match="sigmas2 must have shape"):
         frechet_distance_batch(mu[None], s[None], mu[None], s)
     with pytest.raises(ValueError, match=r"sigmas1\[0\] is not symmetric"):
@@ -227,23 +228,20 @@ def test_bad_arguments():
 
 def _cpu_runner(ops, m, base, config):
     """The CPU reference behind the device code path (torch CPU tensors in, tensor out)."""
-    t = _polar.nuclear_norms_cpu(ops.to_numpy(m), ops.to_numpy(base), config, 2)
+    t = polar.nuclear_norms_cpu(ops.to_numpy(m), ops.to_numpy(base), config, 2)
     return ops.from_numpy(t)
 
 
-def test_device_code_path_with_cpu_torch_tensors():
+def test_device_code_path_with_cpu_torch_tensors(moments, reference_fd, relu_features):
     """The torch side of the GPU route (validation, factors, cross-products, batching, stats)."""
     torch = pytest.importorskip("torch")
-    from umsynth import _frechet_device
-    from umsynth._gpu import TorchOps
-
     d = 40
     xs = [relu_features(n, d, seed=s) for n, s in ((300, 20), (25, 21), (300, 22), (400, 23))]
     st = [moments(x) for x in xs]
     mus1, sig1 = (torch.from_numpy(np.stack([v[i] for v in st[:2]])) for i in (0, 1))
     mus2, sig2 = (torch.from_numpy(np.stack([v[i] for v in st[2:]])) for i in (0, 1))
     ops = TorchOps(mus1)
-    got = _frechet_device.distances(ops, mus1, sig1, mus2, sig2, runner=_cpu_runner)
+    got = frechet_device.distances(ops, mus1, sig1, mus2, sig2, runner=_cpu_runner)
     want = frechet_distance_batch(mus1.numpy(), sig1.numpy(), mus2.numpy(), sig2.numpy(), method="svd")
     assert torch.is_tensor(got)
     np.testing.assert_allclose(got.numpy(), want, rtol=BAR)
@@ -254,7 +252,7 @@ def test_device_code_path_with_cpu_torch_tensors():
     a._update_device(ops, torch.from_numpy(xs[1][10:]))
     b._update_device(ops, torch.from_numpy(xs[0]))
     np.testing.assert_allclose(b.cov.numpy(), np.cov(xs[0], rowvar=False), rtol=1e-12, atol=1e-14)
-    fd = _frechet_device.stats_distance(a, b, runner=_cpu_runner)
+    fd = frechet_device.stats_distance(a, b, runner=_cpu_runner)
     assert rel(fd, reference_fd(xs[1], xs[0])) <= BAR
 
 
@@ -274,12 +272,12 @@ def _cuda_torch():
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("portable", [False, True])
-def test_gpu_kernel_matches_cpu_reference(portable):
+def test_gpu_kernel_matches_cpu_reference(moments, relu_features, portable):
     torch = _cuda_torch()
     x1, x2 = relu_features(400, 200, seed=30), relu_features(90, 200, seed=31)
     (mu1, s1), (mu2, s2) = moments(x1), moments(x2)
     want = frechet_distance(mu1, s1, mu2, s2, method="polar")
-    cfg = _polar.PolarConfig(portable=portable)
+    cfg = polar.PolarConfig(portable=portable)
     got = frechet_distance(*(torch.from_numpy(a).cuda() for a in (mu1, s1, mu2, s2)), config=cfg)
     assert rel(got, want) <= BAR
     assert rel(got, frechet_distance(mu1, s1, mu2, s2, method="svd")) <= BAR
@@ -287,7 +285,7 @@ def test_gpu_kernel_matches_cpu_reference(portable):
 
 @pytest.mark.gpu
 @gpu
-def test_gpu_batch_returns_device_tensor_and_matches_singles():
+def test_gpu_batch_returns_device_tensor_and_matches_singles(moments, relu_features):
     torch = _cuda_torch()
     d = 128
     st = [moments(relu_features(500, d, seed=s)) for s in range(40, 48)]
@@ -302,7 +300,7 @@ def test_gpu_batch_returns_device_tensor_and_matches_singles():
 
 @pytest.mark.gpu
 @gpu
-def test_gpu_feature_stats_accumulate_and_merge_on_device():
+def test_gpu_feature_stats_accumulate_and_merge_on_device(relu_features):
     torch = _cuda_torch()
     x = relu_features(900, 64, seed=50) + 1e3  # a large common offset
     a, b, whole = umsynth.FeatureStats(64), umsynth.FeatureStats(64), umsynth.FeatureStats(64)
@@ -320,7 +318,7 @@ def test_gpu_feature_stats_accumulate_and_merge_on_device():
 
 @pytest.mark.gpu
 @gpu
-def test_gpu_cupy_input():
+def test_gpu_cupy_input(moments, relu_features):
     cp = pytest.importorskip("cupy")
     x1, x2 = relu_features(300, 96, seed=60), relu_features(300, 96, seed=61)
     (mu1, s1), (mu2, s2) = moments(x1), moments(x2)

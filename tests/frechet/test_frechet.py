@@ -10,31 +10,6 @@ import scipy.linalg
 from umsynth import frechet_distance, frechet_distance_features
 
 
-def relu_features(n: int, d: int, seed: int, decay: float = 1.0, mix_seed: int = 0) -> np.ndarray:
-    """ReLU features with a decaying spectrum: relu(z W^T), column k of W scaled by k^-decay.
-
-    The mixing matrix depends only on (d, mix_seed), so two seeds give two samples of one
-    distribution: a small distance next to large traces, the case where cancellation bites.
-    """
-    w = np.random.default_rng(mix_seed).standard_normal((d, d)) * np.arange(1, d + 1) ** -decay
-    z = np.random.default_rng(seed).standard_normal((n, d))
-    return np.maximum(z @ w.T, 0.0)
-
-
-def reference_fd(x1: np.ndarray, x2: np.ndarray) -> float:
-    """FD from the singular values of the centred feature cross-product, in float64.
-
-    tr sqrt(S1 S2) is the nuclear norm of F1^T F2 for any factors S = F F^T; the centred
-    features over sqrt(n - 1) are exact factors, so nothing here is rounded to a covariance.
-    """
-    a = x1 - x1.mean(axis=0)
-    b = x2 - x2.mean(axis=0)
-    n1, n2 = len(x1), len(x2)
-    tr_sqrt = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt((n1 - 1) * (n2 - 1))
-    dmu = x1.mean(axis=0) - x2.mean(axis=0)
-    return float(dmu @ dmu + (a * a).sum() / (n1 - 1) + (b * b).sum() / (n2 - 1) - 2 * tr_sqrt)
-
-
 def sqrtm_route(mu1, sigma1, mu2, sigma2) -> tuple[float, bool]:
     """pytorch-fid's formula (scipy sqrtm of the product, real part); also whether it went complex."""
     with warnings.catch_warnings():
@@ -45,15 +20,11 @@ def sqrtm_route(mu1, sigma1, mu2, sigma2) -> tuple[float, bool]:
     return float(fd), bool(np.iscomplexobj(covmean) and np.abs(covmean.imag).max() > 0)
 
 
-def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return x.mean(axis=0), np.cov(x, rowvar=False)
-
-
 # ----------------------------------------------------------------------------- closed forms
 
 
 @pytest.mark.parametrize("n", [30, 400])  # rank-deficient and full-rank covariance
-def test_identical_inputs_give_zero(n):
+def test_identical_inputs_give_zero(moments, relu_features, n):
     mu, sigma = moments(relu_features(n, 96, seed=1))
     fd = frechet_distance(mu, sigma, mu, sigma)
     assert type(fd) is float
@@ -93,7 +64,7 @@ def test_rotated_commuting_rank_deficient_covariances():
 
 
 @pytest.mark.parametrize("n", [50, 500])
-def test_mean_shift_adds_its_squared_norm(n):
+def test_mean_shift_adds_its_squared_norm(moments, relu_features, n):
     d = 120
     x1, x2 = relu_features(n, d, seed=5), relu_features(n, d, seed=6)
     (mu1, s1), (_, s2) = moments(x1), moments(x2)
@@ -119,7 +90,7 @@ def test_mean_shift_adds_its_squared_norm(n):
         (2048, 600, 500),  # n < d at Inception's size
     ],
 )
-def test_agrees_with_svd_reference(d, n1, n2):
+def test_agrees_with_svd_reference(moments, reference_fd, relu_features, d, n1, n2):
     x1 = relu_features(n1, d, seed=11)
     x2 = relu_features(n2, d, seed=12)
     want = reference_fd(x1, x2)
@@ -130,7 +101,7 @@ def test_agrees_with_svd_reference(d, n1, n2):
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(want, rel=1e-6)
 
 
-def test_sqrtm_hard_cases_are_handled():
+def test_sqrtm_hard_cases_are_handled(moments, reference_fd, relu_features):
     """Rank-deficient covariances: scipy's sqrtm goes complex and negative; umsynth stays exact."""
     d, n = 128, 40
     x1, x2 = relu_features(n, d, seed=21), relu_features(n, d, seed=22)
@@ -156,7 +127,7 @@ def test_zero_covariances():
     assert frechet_distance(np.zeros(d), z, np.zeros(d), 4 * np.eye(d)) == pytest.approx(20.0)
 
 
-def test_torch_tensors_and_float32():
+def test_torch_tensors_and_float32(moments, relu_features):
     torch = pytest.importorskip("torch")
     x1, x2 = relu_features(300, 32, seed=31).astype(np.float32), relu_features(200, 32, seed=32).astype(np.float32)
     mu1, s1 = moments(x1.astype(np.float64))

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from umsynth import FeatureStats, frechet_distance, frechet_distance_features, frechet_distance_from_stats
-from test_frechet import reference_fd, relu_features
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:
@@ -51,7 +50,7 @@ def test_merged_shards_equal_one_pass(offset):
         assert rel_err(naive, ref_cov) > 1e-5
 
 
-def test_dtypes_single_rows_and_torch():
+def test_dtypes_single_rows_and_torch(relu_features):
     x = relu_features(50, 16, seed=4).astype(np.float32)
     want = FeatureStats(16).update(x.astype(np.float64))
     rows = FeatureStats(16)
@@ -87,7 +86,7 @@ def test_update_validation():
         FeatureStats(0)
 
 
-def test_keep_features_and_merge():
+def test_keep_features_and_merge(relu_features):
     x = relu_features(30, 8, seed=5)
     a = FeatureStats(8, keep_features=True).update(x[:10])
     b = FeatureStats(8, keep_features=True).update(x[10:])
@@ -98,7 +97,7 @@ def test_keep_features_and_merge():
         c.features
 
 
-def test_save_load_round_trip(tmp_path):
+def test_save_load_round_trip(relu_features, tmp_path):
     x = relu_features(400, 32, seed=6)
     parts = [FeatureStats(32, extractor="net").update(p) for p in np.array_split(x, 3)]
     paths = []
@@ -121,7 +120,7 @@ def test_save_load_round_trip(tmp_path):
     assert list(tmp_path.glob(".tmp-*")) == []  # the atomic write left nothing behind
 
 
-def test_pytorch_fid_format_both_ways(tmp_path):
+def test_pytorch_fid_format_both_ways(relu_features, tmp_path):
     x = relu_features(300, 16, seed=7)
     mu, sigma = x.mean(axis=0), np.cov(x, rowvar=False)
     theirs = tmp_path / "theirs.npz"
@@ -169,7 +168,7 @@ def test_bad_files(tmp_path):
 
 
 @pytest.mark.parametrize("n1,n2,keep", [(40, 60, True), (40, 60, False), (500, 700, False), (40, 700, True)])
-def test_distance_from_stats_matches_features(n1, n2, keep):
+def test_distance_from_stats_matches_features(reference_fd, relu_features, n1, n2, keep):
     d = 96
     x1, x2 = relu_features(n1, d, seed=8), relu_features(n2, d, seed=9)
     a = FeatureStats(d, keep_features=keep).update(x1[: n1 // 2]).update(x1[n1 // 2:])

@@ -36,6 +36,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from umsynth import _cpu
+from umsynth.kernels.arrays import cuda_module
+
 __all__ = ["PolarConfig", "ConvergenceError", "nuclear_norms_cpu", "nuclear_norms_gpu"]
 
 _EPS = np.finfo(np.float64).eps
@@ -104,8 +107,6 @@ def nuclear_norms_cpu(m: np.ndarray, base: np.ndarray, config: PolarConfig, thre
     ``base`` (B,) is ``||mu1 - mu2||^2 + tr S1 + tr S2``, the number the trace is
     subtracted from twice; the certificate is relative to the distance it leaves.
     """
-    from umsynth import _cpu
-
     if m.shape[1] < m.shape[2]:
         m = m.transpose(0, 2, 1)
     m = np.ascontiguousarray(m, dtype=np.float64)
@@ -120,7 +121,7 @@ def nuclear_norms_cpu(m: np.ndarray, base: np.ndarray, config: PolarConfig, thre
     bound = np.zeros(batch)
     iters = np.where(alpha > 0, -1, 0).astype(np.int32)
     floor = floor_abs(base, k)
-    a, b, ell, floor_of = _cpu.polar_schedule(config.ell0, config.max_iter)
+    a, b, ell, floor_of = _cpu.polar_schedule(ell0=config.ell0, n=config.max_iter)
     for step in range(config.max_iter):
         idx = np.flatnonzero(active)
         if not idx.size:
@@ -131,9 +132,11 @@ def nuclear_norms_cpu(m: np.ndarray, base: np.ndarray, config: PolarConfig, thre
         else:
             xa = x[idx]
             xg[idx] = xa @ np.matmul(xa.transpose(0, 2, 1), xa)
-        _cpu.polar_step(x, xg, m, float(a[step]), float(b[step]), active, terms, threads)
-        _cpu.polar_check(terms, base, alpha, float(k), float(ell[step]), float(floor_of[step]), config.rtol,
-                         floor, step, active, t, bound, iters)
+        _cpu.polar_step(X=x, XG=xg, M=m, a=float(a[step]), b=float(b[step]), active=active, terms=terms,
+                        threads=threads)
+        _cpu.polar_check(terms=terms, base=base, alpha=alpha, k=float(k), ell=float(ell[step]),
+                         floor=float(floor_of[step]), rtol=config.rtol, floor_abs=floor, step=step,
+                         active=active, t_out=t, bound_out=bound, iters=iters)
     _raise_unconverged(iters, bound, t, base, config)
     return t
 
@@ -144,8 +147,6 @@ def nuclear_norms_gpu(ops, m, base, config: PolarConfig):
     Returns the traces as an array of ``ops``' framework on the same device; raises
     ConvergenceError as :func:`nuclear_norms_cpu` does.
     """
-    from umsynth._gpu import cuda_module
-
     cuda = cuda_module()
     if m.shape[1] < m.shape[2]:
         m = ops.transpose(m)
@@ -166,9 +167,11 @@ def nuclear_norms_gpu(ops, m, base, config: PolarConfig):
         base = ops.contiguous(base)
         floor = ops.contiguous(floor_abs(base, k))
         p = ops.pointer
-        cuda.polar_run(batch, rows, k, p(m), p(x), p(y), p(g), p(terms), p(base), p(alpha), p(floor),
-                       p(active), p(t), p(bound), p(iters), config.ell0, config.rtol, config.max_iter,
-                       config.check_every, config.portable, ops.stream())
+        cuda.polar_run(batch=batch, m=rows, k=k, M=p(m), X=p(x), Y=p(y), G=p(g), terms=p(terms),
+                       base=p(base), alpha=p(alpha), floor_abs=p(floor), active=p(active), t_out=p(t),
+                       bound_out=p(bound), iters=p(iters), ell0=config.ell0, rtol=config.rtol,
+                       max_iter=config.max_iter, check_every=config.check_every,
+                       portable=config.portable, stream=ops.stream())
         _raise_unconverged(ops.to_numpy(iters), ops.to_numpy(bound), ops.to_numpy(t), ops.to_numpy(base),
                            config)
     return t

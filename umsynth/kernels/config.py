@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import os
+import sys
+
+import numpy as np
+
+from umsynth import _cpu
 
 _ENV = "UMSYNTH_NUM_THREADS"
 _threads: int | None = None
-
-
-def _cpu_module():
-    from umsynth import _cpu
-
-    return _cpu
 
 
 def set_num_threads(n: int | None) -> None:
@@ -44,7 +43,7 @@ def resolve_threads(threads: int | None) -> int:
             except ValueError:
                 raise ValueError(f"{_ENV}={env!r} is not an integer") from None
     if threads is None:
-        return int(_cpu_module().max_threads())
+        return int(_cpu.max_threads())
     threads = int(threads)
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
@@ -67,10 +66,6 @@ def show_config(file=None) -> dict:
     Reports the compiled modules, the CUDA architectures built, whether a CUDA device
     is usable now (and if not, why), and the OpenMP thread count.
     """
-    import sys
-
-    import numpy as np
-
     info: dict = {"umsynth": __import__("umsynth").__version__, "numpy": np.__version__}
     info["cpu_module"] = True
     info["openmp_threads"] = get_num_threads()
