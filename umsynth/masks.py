@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from umsynth.kernels import slic as kernels
+from umsynth.kernels import slic as slic_kernels
 from umsynth.kernels.arrays import (cuda_module, is_gpu_array, is_torch, like, parse_device,
                                     to_numpy, wrap)
 from umsynth.kernels.config import resolve_threads
@@ -24,7 +24,7 @@ _ALGORITHMS = ("fast", "reference")
 _INTENSITIES = ("linear", "lab")
 # dtypes the kernels read directly; other real dtypes are converted first
 _NATIVE = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
-_HOST = kernels.HOST
+_HOST = slic_kernels.HOST
 
 
 # ----------------------------------------------------------------------------- checks
@@ -113,7 +113,7 @@ def _mask_like(mask, spatial, is_2d, ops, device):
 
 
 def _prepare(image, n_segments, compactness, spacing, sigma, mask, channel_axis,
-             ops=None) -> kernels.SlicInput:
+             ops=None) -> slic_kernels.SlicInput:
     if ops is None:
         img, _ = to_numpy(image, "image")
         ops = _HOST
@@ -180,7 +180,7 @@ def _prepare(image, n_segments, compactness, spacing, sigma, mask, channel_axis,
             sg = np.insert(sg, 0, 0.0)
     if is_2d:
         sg[0] = 0.0
-    return kernels.SlicInput(img, m, is_2d, multichannel, sp, sg, ops, count, box)
+    return slic_kernels.SlicInput(img, m, is_2d, multichannel, sp, sg, ops, count, box)
 
 
 # ----------------------------------------------------------------------------- slic
@@ -301,7 +301,7 @@ def slic(image, n_segments=100, compactness=10.0, max_num_iter=10, sigma=0, spac
         raise ValueError(f"intensity='lab' needs a grey or 3-channel (RGB) image, got "
                          f"{sp.image.shape[3]} channels")
     nt = resolve_threads(threads)
-    run = kernels.slic_reference if algorithm == "reference" else kernels.slic_fast
+    run = slic_kernels.slic_reference if algorithm == "reference" else slic_kernels.slic_fast
     labels = run(sp, int(n_segments), float(compactness), int(max_num_iter),
                  bool(enforce_connectivity), float(min_size_factor), float(max_size_factor),
                  int(start_label), intensity, nt)
@@ -429,15 +429,17 @@ def unsupervised_mask(images, n_segments=512, compactness=10.0, step=10, intensi
     nt = resolve_threads(threads)
     if algorithm == "fast":
         batch = ops.contiguous(arr).reshape(N, 1, H, W, 1)
-        labels, um = kernels.slic_fast(sp, int(n_segments), float(compactness), 10, True, 0.5, 3.0, 1,
-                                intensity, nt, batch=batch, um_step=int(step),
-                                want_labels=return_labels)
+        # slic's defaults: 10 iterations, connectivity, min_size_factor 0.5, labels from 1
+        labels, um = slic_kernels.slic_fast(
+            sp, n_segments=int(n_segments), compactness=float(compactness), max_num_iter=10,
+            enforce=True, min_size_factor=0.5, max_size_factor=3.0, start_label=1,
+            intensity=intensity, nt=nt, batch=batch, um_step=int(step), want_labels=return_labels)
         um = um.reshape(N, H, W)
     else:
         labels = np.stack([slic(a, n_segments=n_segments, compactness=compactness,
                                 intensity=intensity, algorithm="reference", threads=nt)
                            for a in arr])
-        um = kernels.um_fill(arr, labels, step, nt)
+        um = slic_kernels.um_fill(arr, labels, step, nt)
     um = um.reshape(in_shape)
     if ops is not _HOST:  # already the caller's kind of array, on its device
         return (um, labels.reshape(in_shape)) if return_labels else um
