@@ -122,9 +122,14 @@ def _nuclear_norm(b: np.ndarray, base: float, method: str = "auto", config=None)
     eigenvalue solve: 2x to 3x faster than the SVD). An eigenvalue lambda has an error of
     about eps * lambda_max, so its square root has an error of about
     min(sqrt(delta), delta / (2 sqrt(lambda))) with delta = eps * lambda_max: large only for
-    lambdas near zero. When the summed estimate exceeds _EIG_ROUTE_RTOL of the distance
-    (near-identical or strongly rank-deficient inputs), the singular values of ``b`` itself
-    are taken (backward stable: an error of about k * eps * sigma_max in the sum).
+    lambdas near zero. Eigenvalues below delta are lost to rounding: each counts
+    sqrt(delta). The first-order errors delta / (2 sqrt(lambda)) of the others come from
+    independent roundings and are added in quadrature (a linear sum of worst cases
+    overstated the error 1e5-fold at d = 4096: 1.5e-5 estimated, 1.6e-10 measured, and sent
+    full-rank pairs to the SVD at 2.5x the time). When the estimate exceeds
+    _EIG_ROUTE_RTOL of the distance (near-identical or strongly rank-deficient inputs), the
+    singular values of ``b`` itself are taken (backward stable: an error of about
+    k * eps * sigma_max in the sum).
     """
     if b.size == 0:
         return 0.0
@@ -136,8 +141,9 @@ def _nuclear_norm(b: np.ndarray, base: float, method: str = "auto", config=None)
     lam = np.clip(np.linalg.eigvalsh(gram), 0.0, None)
     total = float(np.sqrt(lam).sum())
     delta = _EPS * float(lam[-1])
-    with np.errstate(divide="ignore"):
-        est = float(np.minimum(np.sqrt(delta), delta / (2.0 * np.sqrt(lam))).sum())
+    lost = lam < delta
+    first = delta / (2.0 * np.sqrt(lam[~lost]))
+    est = float(np.count_nonzero(lost)) * np.sqrt(delta) + float(np.sqrt(first @ first))
     if method == "gram" or 2.0 * est <= _EIG_ROUTE_RTOL * (base - 2.0 * total):
         return total
     return float(np.linalg.svd(b, compute_uv=False).sum())
@@ -220,9 +226,10 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, method: str =
     positive definite, otherwise by ``eigh`` with eigenvalues at rounding level
     (``<= d * eps * lambda_max``) dropped. Then ``tr sqrt(S1 S2) = ||F1^T F2||_*``, the sum
     of singular values of ``B = F1^T F2``, taken from ``eigvalsh(B^T B)`` when the
-    a-posteriori estimate of that route's error (``sum_i min(sqrt(delta),
-    delta / (2 sqrt(lambda_i)))``, ``delta = eps * lambda_max``) is below 1e-5 of the
-    distance, else from the singular values of ``B`` (LAPACK, backward stable).
+    a-posteriori estimate of that route's error (``sqrt(delta)`` for each eigenvalue below
+    ``delta = eps * lambda_max``, plus the root sum of squares of ``delta / (2 sqrt(lambda_i))``
+    over the others) is below 1e-5 of the distance, else from the singular values of ``B``
+    (LAPACK, backward stable).
 
     Error: the factorizations are backward stable, so for a positive definite pair the
     result is the exact distance of covariances perturbed by about ``d * eps`` relative;
