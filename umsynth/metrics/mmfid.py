@@ -221,7 +221,7 @@ def stream_stats(images, suite, *, name: str = "images", batch_size: int = 32, d
     import torch
     from tqdm.auto import tqdm
 
-    from umsynth.metrics._sources import as_source
+    from umsynth.extractors.sources import as_source
 
     src = as_source(images, name)
     rank, world = _dist_info()
