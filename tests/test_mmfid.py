@@ -228,21 +228,23 @@ _DDP_WORKER = """
 import os, sys, numpy as np, torch, torch.distributed as dist
 sys.path.insert(0, {root!r})
 from umsynth.extractors import CTNet, Member, Suite
-from umsynth.metrics.mmfid import stream_stats
+from umsynth.metrics.streaming import stream_stats
+from umsynth.stats import FeatureStats
 rank = int(sys.argv[1])
 dist.init_process_group("gloo", init_method="file://" + {store!r}, rank=rank, world_size=2)
 torch.manual_seed(0)
 suite = Suite([Member("net0", "rotation", CTNet((4, 8, 16), 4).eval(), (4, 8, 16), 4)], (32, 64))
 images = np.load({images!r})
 st = stream_stats(images, suite, split=True, batch_size=5, keep=6, progress=False)
-from umsynth.metrics.mmfid import allreduce_stats
-from umsynth.stats import FeatureStats
 x = np.random.default_rng(0).standard_normal((23, 5)) + 1e3
-fs = allreduce_stats(FeatureStats(5).update(x[rank::2]))
+fs = FeatureStats(5, keep_features=True).update(x[rank::2]).all_reduce()
+# one process with no samples, over an explicit group
+lone = FeatureStats(5).update(x[:7] if rank == 0 else x[:0]).all_reduce(group=dist.new_group([0, 1]))
 if rank == 0:
     st.save({out!r})
     np.save({out!r} + "/kept.npy", st.kept[("net0", 64)])
     fs.save({out!r} + "/direct.npz")
+    lone.save({out!r} + "/lone.npz")
 dist.barrier()
 dist.destroy_process_group()
 """
@@ -273,7 +275,10 @@ def test_distributed_two_gloo_processes_equal_one_pass(cohort, tmp_path):
             _assert_same_stats(got.halves[h][key], one.halves[h][key], rtol=1e-5)
     # the all-reduce itself is exact: float64 rows split over the two processes
     x = np.random.default_rng(0).standard_normal((23, 5)) + 1e3
-    _assert_same_stats(FeatureStats.load(tmp_path / "ddp" / "direct.npz"), FeatureStats(5).update(x), rtol=1e-11)
+    direct = FeatureStats.load(tmp_path / "ddp" / "direct.npz")
+    _assert_same_stats(direct, FeatureStats(5).update(x), rtol=1e-11)
+    assert not direct.keep_features  # rows of one process cannot stand for all
+    _assert_same_stats(FeatureStats.load(tmp_path / "ddp" / "lone.npz"), FeatureStats(5).update(x[:7]), rtol=1e-12)
     assert np.load(tmp_path / "ddp" / "kept.npy").shape == (6, 16)
 
 
