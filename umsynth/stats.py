@@ -370,6 +370,57 @@ class FeatureStats:
         out._sigma = sigma
         return out
 
+    # ------------------------------------------------------------------ distributed
+
+    def all_reduce(self, group=None) -> "FeatureStats":
+        """Combine the statistics of all ``torch.distributed`` processes, exactly, in place.
+
+        Two all-reduces (sums, float64): first n and n * mean give the global mean mu; then
+        each process adds ``M2_r + n_r (mean_r - mu)(mean_r - mu)^T``, which sums to the
+        global scatter matrix (the parallel-variance identity; no raw sums of squares, so no
+        cancellation). Kept raw features are dropped (the covariance route is used).
+
+        Parameters
+        ----------
+        group : torch.distributed.ProcessGroup, optional
+            The processes to combine (default: the whole world). Every process of the group
+            must call this method.
+
+        Returns
+        -------
+        FeatureStats
+            ``self``, now the statistics of all processes' samples, identical on every process.
+
+        Raises
+        ------
+        ValueError
+            For statistics without a sample count, or held on a GPU.
+        """
+        import torch
+        import torch.distributed as dist
+
+        self._require_count("all-reduce")
+        if self._ops is not None:
+            raise ValueError(f"cannot all-reduce statistics held on {self._ops.device}; "
+                             "accumulate host features")
+        n_r = self._n
+        mean_r = self._mean
+        head = torch.from_numpy(np.concatenate([[float(n_r)], mean_r * n_r]))
+        dist.all_reduce(head, group=group)
+        n = int(round(float(head[0])))
+        if n == 0:
+            return self
+        mu = head[1:].numpy() / n
+        delta = mean_r - mu
+        m2 = self._m2 if n_r else np.zeros((self.dim, self.dim))
+        part = torch.from_numpy(m2 + np.outer(delta, delta * n_r))
+        dist.all_reduce(part, group=group)
+        m2 = part.numpy()
+        # keep M2 exactly symmetric whatever rounding the sums did
+        self._n, self._mean, self._m2 = n, mu, (m2 + m2.T) * 0.5
+        self.keep_features, self._rows = False, []
+        return self
+
 
 def _open_npz(path):
     try:

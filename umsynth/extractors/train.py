@@ -84,7 +84,7 @@ def _montage_tensor(images, size: int, progress: bool) -> tuple[torch.Tensor, in
     """All training images resized once to (N, 1, 2 size, 2 size), float32 in [0, 1]."""
     from tqdm.auto import tqdm
 
-    from umsynth.metrics._sources import as_source
+    from umsynth.extractors.sources import as_source
 
     src = as_source(images, "images")
     out = []

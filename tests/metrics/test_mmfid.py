@@ -1,5 +1,5 @@
-"""MM-FID / MM-STD: sanity on phantom images, MedSynAnalyzer's procedure as an independent
-reference, streaming and merging, torch.distributed, inputs, extras and the CLI."""
+"""umsynth.metrics.mmfid: sanity on phantom images, MedSynAnalyzer's procedure as an independent
+reference, the options, inputs, and the CLI."""
 from __future__ import annotations
 
 import json
@@ -14,40 +14,9 @@ from scipy import ndimage
 
 torch = pytest.importorskip("torch")
 
-from umsynth.data.phantom import phantom_cohort  # noqa: E402
-from umsynth.extractors import TINY_CONFIG, CTNet, Member, Suite, train_suite  # noqa: E402
-from umsynth.metrics.knn import knn_sets  # noqa: E402
-from umsynth.metrics.mmfid import SetStats, mmfid, stream_stats  # noqa: E402
+from umsynth.extractors import TINY_CONFIG  # noqa: E402
+from umsynth.metrics.mmfid import DEFAULT_KEEP, MMFIDOptions, mmfid  # noqa: E402
 from umsynth.metrics.normalize import cross_set_normalize  # noqa: E402
-from umsynth.stats import FeatureStats  # noqa: E402
-
-SCALES = (32, 64)
-
-
-@pytest.fixture(scope="module")
-def cohort():
-    """40 phantom montages, 64 x 64, read-only."""
-    c = phantom_cohort(40, size=64, seed=3)
-    c.images.setflags(write=False)
-    return c
-
-
-@pytest.fixture(scope="module")
-def suite(cohort):
-    """A tiny suite trained on the first 16 montages (seconds)."""
-    return train_suite(cohort.images[:16], TINY_CONFIG, progress=False)
-
-
-def random_suite(channels=(4, 8, 16), k=2, seed=0) -> Suite:
-    """Untrained (seeded) networks: deterministic, cheap, any feature dimension."""
-    torch.manual_seed(seed)
-    members = [Member(f"net{i}", "rotation", CTNet(channels, 4).eval(), channels, 4) for i in range(k)]
-    return Suite(members, SCALES)
-
-
-def noisy(images, sd, seed=0):
-    rng = np.random.default_rng(seed)
-    return np.clip(np.rint(images + rng.normal(0.0, sd, images.shape)), 0, 255).astype(np.uint8)
 
 
 def blurred(images, sigma):
@@ -60,7 +29,7 @@ def blurred(images, sigma):
 # --------------------------------------------------------------------------- sanity checks users rely on
 
 
-def test_disjoint_real_split_scores_lower_than_degraded(cohort, suite):
+def test_disjoint_real_split_scores_lower_than_degraded(cohort, suite, noisy):
     real, other = cohort.images[:20], cohort.images[20:]
     sets = {"clean": other, "noise": noisy(other, 24), "blur": blurred(other, 2.0),
             "shift": np.clip(other.astype(int) + 40, 0, 255).astype(np.uint8)}
@@ -71,7 +40,7 @@ def test_disjoint_real_split_scores_lower_than_degraded(cohort, suite):
 
 
 @pytest.mark.parametrize("kind, strengths", [("noise", (0, 8, 20, 40)), ("blur", (0, 1.0, 2.0, 4.0))])
-def test_mmfid_rises_monotonically_with_degradation(cohort, suite, kind, strengths):
+def test_mmfid_rises_monotonically_with_degradation(cohort, suite, noisy, kind, strengths):
     real, other = cohort.images[:20], cohort.images[20:]
     make = noisy if kind == "noise" else blurred
     sets = {f"{kind}{s}": make(other, s) for s in strengths}
@@ -140,7 +109,7 @@ def medsyn_reference(real, sets, suite):
         {n: ns[:, i * w:(i + 1) * w] for i, n in enumerate(names)}
 
 
-def test_cross_set_reproduces_medsynanalyzer_procedure(cohort):
+def test_cross_set_reproduces_medsynanalyzer_procedure(cohort, random_suite, noisy):
     suite = random_suite(channels=(4, 8, 16), k=2)  # 16 features < 24 images: full-rank covariances
     real, other = cohort.images[:24], cohort.images[24:]
     sets = {"a": noisy(other, 12), "b": blurred(other, 1.5), "c": other}
@@ -161,7 +130,7 @@ def test_cross_set_reproduces_medsynanalyzer_procedure(cohort):
     assert r.extras["wilcoxon"]["a vs c"]["fd"]["pvalue"] == pytest.approx(w.pvalue)
 
 
-def test_reference_normalization_uses_even_odd_real_halves(cohort):
+def test_reference_normalization_uses_even_odd_real_halves(cohort, random_suite, scales):
     from umsynth.frechet import frechet_distance_features
 
     suite = random_suite(k=1)
@@ -170,7 +139,7 @@ def test_reference_normalization_uses_even_odd_real_halves(cohort):
     x = torch.from_numpy(real.astype(np.float32) / 255)[:, None]
     import torch.nn.functional as F
 
-    for j, s in enumerate(SCALES):
+    for j, s in enumerate(scales):
         xs = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
         with torch.no_grad():
             f = suite.members[0].net.features(xs * 2 - 1).double().numpy()
@@ -180,116 +149,63 @@ def test_reference_normalization_uses_even_odd_real_halves(cohort):
         assert r.std_real[0, j] == pytest.approx(f.std(axis=0).mean(), rel=1e-9)
 
 
-# --------------------------------------------------------------------------- streaming, merging, DDP
+# --------------------------------------------------------------------------- options
 
 
-def _assert_same_stats(a: FeatureStats, b: FeatureStats, rtol=1e-12):
-    assert a.n == b.n
-    np.testing.assert_allclose(a.mean, b.mean, rtol=0, atol=rtol * np.abs(b.mean).max())
-    np.testing.assert_allclose(a.cov, b.cov, rtol=0, atol=rtol * np.abs(b.cov).max())
+def test_options_object_and_keywords_give_the_same_result(cohort, random_suite):
+    import umsynth
 
-
-def test_stats_merge_equals_one_pass(cohort, tmp_path):
-    from umsynth.cli import main
-
-    suite = random_suite()
-    one = stream_stats(cohort.images, suite, split=True, batch_size=16, progress=False)
-    a = stream_stats(cohort.images[:15], suite, split=True, batch_size=4, progress=False)
-    b = stream_stats(cohort.images[15:], suite, split=True, batch_size=16, progress=False)
-    a.save(tmp_path / "a")
-    b.save(tmp_path / "b")
-    assert main(["stats", "merge", str(tmp_path / "m"), str(tmp_path / "a"), str(tmp_path / "b")]) == 0
-    merged = SetStats.load(tmp_path / "m")
-    assert merged.n == one.n == 40
-    for key, st in one.cells.items():
-        _assert_same_stats(merged.cells[key], st)
-    # single FeatureStats files too
-    key = next(iter(one.cells))
-    a.cells[key].save(tmp_path / "a.npz")
-    b.cells[key].save(tmp_path / "b.npz")
-    assert main(["stats", "merge", str(tmp_path / "ab.npz"), str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 0
-    _assert_same_stats(FeatureStats.load(tmp_path / "ab.npz"), one.cells[key])
-    # saved statistics stand in for images
-    r1 = mmfid(cohort.images[:20], cohort.images[20:], suite, progress=False)
-    r1b = mmfid(cohort.images[:20], cohort.images[20:], suite, progress=False, save_stats=tmp_path / "s")
-    r2 = mmfid(tmp_path / "s" / "real", tmp_path / "s" / "synthetic" / "synthetic", suite, progress=False)
-    np.testing.assert_allclose(r2.fd["synthetic"], r1.fd["synthetic"], rtol=1e-9)
-    np.testing.assert_array_equal(r1b.fd["synthetic"], r1.fd["synthetic"])
-
-
-def test_stats_merge_cli_errors(tmp_path, capsys):
-    from umsynth.cli import main
-
-    assert main(["stats", "merge", str(tmp_path / "o.npz"), str(tmp_path / "missing.npz")]) == 2
-    assert "missing.npz" in capsys.readouterr().err
-
-
-_DDP_WORKER = """
-import os, sys, numpy as np, torch, torch.distributed as dist
-sys.path.insert(0, {root!r})
-from umsynth.extractors import CTNet, Member, Suite
-from umsynth.metrics.mmfid import stream_stats
-rank = int(sys.argv[1])
-dist.init_process_group("gloo", init_method="file://" + {store!r}, rank=rank, world_size=2)
-torch.manual_seed(0)
-suite = Suite([Member("net0", "rotation", CTNet((4, 8, 16), 4).eval(), (4, 8, 16), 4)], (32, 64))
-images = np.load({images!r})
-st = stream_stats(images, suite, split=True, batch_size=5, keep=6, progress=False)
-from umsynth.metrics.mmfid import allreduce_stats
-from umsynth.stats import FeatureStats
-x = np.random.default_rng(0).standard_normal((23, 5)) + 1e3
-fs = allreduce_stats(FeatureStats(5).update(x[rank::2]))
-if rank == 0:
-    st.save({out!r})
-    np.save({out!r} + "/kept.npy", st.kept[("net0", 64)])
-    fs.save({out!r} + "/direct.npz")
-dist.barrier()
-dist.destroy_process_group()
-"""
-
-
-def test_distributed_two_gloo_processes_equal_one_pass(cohort, tmp_path):
-    import pathlib
-
-    root = str(pathlib.Path(__file__).resolve().parents[1])
-    images = np.ascontiguousarray(cohort.images[:23])
-    np.save(tmp_path / "images.npy", images)
-    script = tmp_path / "worker.py"
-    script.write_text(_DDP_WORKER.format(root=root, store=str(tmp_path / "store"),
-                                         images=str(tmp_path / "images.npy"), out=str(tmp_path / "ddp")))
-    procs = [subprocess.Popen([sys.executable, str(script), str(r)], stderr=subprocess.PIPE) for r in (0, 1)]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err.decode()[-2000:]
-    torch.manual_seed(0)
-    suite = Suite([Member("net0", "rotation", CTNet((4, 8, 16), 4).eval(), (4, 8, 16), 4)], SCALES)
-    one = stream_stats(images, suite, split=True, batch_size=8, progress=False)
-    got = SetStats.load(tmp_path / "ddp")
-    assert got.n == 23
-    # float32 network outputs depend on batch composition at the 1e-7 level
-    for key, st in one.cells.items():
-        _assert_same_stats(got.cells[key], st, rtol=1e-5)
-        for h in (0, 1):
-            _assert_same_stats(got.halves[h][key], one.halves[h][key], rtol=1e-5)
-    # the all-reduce itself is exact: float64 rows split over the two processes
-    x = np.random.default_rng(0).standard_normal((23, 5)) + 1e3
-    _assert_same_stats(FeatureStats.load(tmp_path / "ddp" / "direct.npz"), FeatureStats(5).update(x), rtol=1e-11)
-    assert np.load(tmp_path / "ddp" / "kept.npy").shape == (6, 16)
-
-
-def test_kept_sample_is_uniform_and_bounded(cohort):
     suite = random_suite(k=1)
-    st = stream_stats(cohort.images, suite, keep=10, batch_size=3, progress=False, seed=4)
-    assert len(st.kept_index) == 10 and len(set(st.kept_index.tolist())) == 10
-    full = stream_stats(cohort.images, suite, keep=40, progress=False)
-    for key, f in st.kept.items():
-        np.testing.assert_allclose(f, full.kept[key][st.kept_index], rtol=1e-6)
+    real, syn = cohort.images[:16], {"a": cohort.images[16:28], "b": cohort.images[28:]}
+    kw = dict(batch_size=5, keep=9, bootstrap=3, knn=True, k=3, seed=4, normalization="reference", progress=False)
+    by_keywords = mmfid(real, syn, suite, **kw).to_dict()
+    by_options = mmfid(real, syn, suite, options=MMFIDOptions(**kw)).to_dict()
+    assert by_options == by_keywords
+    assert umsynth.mmfid(real, syn, suite, options=MMFIDOptions(**kw)).to_dict() == by_keywords
+    # the options change the result: a different seed resamples other images
+    other = mmfid(real, syn, suite, options=MMFIDOptions(**{**kw, "seed": 5})).to_dict()
+    assert other["sets"]["a"]["bootstrap"] != by_keywords["sets"]["a"]["bootstrap"]
+
+
+def test_options_defaults_and_kept_features():
+    o = MMFIDOptions()
+    assert (o.batch_size, o.normalization, o.bootstrap, o.confidence, o.k) == (32, "auto", 0, 0.95, 5)
+    assert o.kept_features == 0 and not o.extras_wanted
+    assert MMFIDOptions(knn=True).kept_features == DEFAULT_KEEP
+    assert MMFIDOptions(tsne="t.png", keep=7).kept_features == 7
+    assert MMFIDOptions(batch_size=np.int64(4)).batch_size == 4
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"normalization": "l2"}, ValueError, "normalization"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"batch_size": "many"}, TypeError, "batch_size"),
+    ({"confidence": 1.0}, ValueError, "confidence"),
+    ({"bootstrap": -1}, ValueError, "bootstrap"),
+    ({"bootstrap": 5, "keep": 1}, ValueError, "keep"),
+    ({"knn": True, "k": 1}, ValueError, "k must be"),
+])
+def test_bad_options_are_clear_errors(cohort, random_suite, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MMFIDOptions(**kwargs)
+    with pytest.raises(error, match=match):
+        mmfid(cohort.images[:8], cohort.images[:8], random_suite(k=1), progress=False, **kwargs)
+
+
+def test_options_and_keywords_are_not_mixed(cohort, random_suite):
+    suite = random_suite(k=1)
+    with pytest.raises(TypeError, match="not both"):
+        mmfid(cohort.images[:8], cohort.images[:8], suite, options=MMFIDOptions(), progress=False)
+    with pytest.raises(TypeError, match="batchsize"):
+        mmfid(cohort.images[:8], cohort.images[:8], suite, batchsize=4)
+    with pytest.raises(TypeError, match="MMFIDOptions"):
+        mmfid(cohort.images[:8], cohort.images[:8], suite, options={"batch_size": 4})
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def test_inputs_folder_tensor_iterable_agree(cohort, tmp_path):
+def test_inputs_folder_tensor_iterable_agree(cohort, tmp_path, random_suite):
     from PIL import Image
 
     suite = random_suite(k=1)
@@ -303,7 +219,7 @@ def test_inputs_folder_tensor_iterable_agree(cohort, tmp_path):
         np.testing.assert_allclose(got, ref, rtol=1e-5)
 
 
-def test_mixed_sizes_are_resized_per_image(cohort):
+def test_mixed_sizes_are_resized_per_image(cohort, random_suite):
     suite = random_suite(k=1)
     big = [np.kron(im, np.ones((2, 2), np.uint8)) for im in cohort.images[12:16]]
     mixed = list(cohort.images[16:20]) + big
@@ -317,12 +233,12 @@ def test_mixed_sizes_are_resized_per_image(cohort):
     (np.full((4, 8, 8), 2.0, np.float32), r"\[0, 1\]"),
     (np.zeros((4, 8), np.uint8), "shape"),
 ])
-def test_bad_input_is_a_clear_error(cohort, bad, match):
+def test_bad_input_is_a_clear_error(cohort, bad, match, random_suite):
     with pytest.raises(ValueError, match=match):
         mmfid(cohort.images[:8], bad, random_suite(k=1), progress=False)
 
 
-def test_too_few_real_images_and_bad_arguments(cohort, tmp_path):
+def test_too_few_real_images_and_bad_arguments(cohort, tmp_path, random_suite):
     suite = random_suite(k=1)
     with pytest.raises(ValueError, match="at least 4"):
         mmfid(cohort.images[:3], cohort.images[:8], suite, progress=False)
@@ -336,51 +252,10 @@ def test_too_few_real_images_and_bad_arguments(cohort, tmp_path):
         mmfid(cohort.images[:8], cohort.images[:8], tmp_path / "none.safetensors", progress=False)
 
 
-# --------------------------------------------------------------------------- extras
-
-
-def test_knn_sets_hand_case():
-    # real points on a line at 0, 1, 2, ..., 9; k=3: the radius is the 2nd nearest other point
-    real = np.arange(10.0)[:, None]
-    syn = np.array([[4.2], [4.5], [-1.9], [30.0], [9.0]])
-    got = knn_sets(real, syn, k=3)
-    # 4.2: nearest 4 at 0.2 < 1 (4's nearest other) -> copy; 4.5: 0.5 < 1 -> copy;
-    # -1.9: nearest 0 at 1.9 > 1, within 0's radius 2 -> real; 30 -> non-real; 9.0: distance 0 -> copy
-    np.testing.assert_array_equal(got["labels"], [0, 0, 1, 2, 0])
-    assert got["counts"] == {"copy": 3, "real": 1, "non-real": 1}
-    got = knn_sets(real, np.array([[-2.5], [11.0]]), k=3)
-    np.testing.assert_array_equal(got["labels"], [2, 1])  # 0's radius is 2; 9's radius is 2
-    with pytest.raises(ValueError, match="more than k"):
-        knn_sets(real[:3], syn, k=3)
-
-
-def test_extras_bootstrap_knn_tsne(cohort, suite, tmp_path):
-    from PIL import Image
-
-    real, syn = cohort.images[:20], cohort.images[20:]
-    png, out = tmp_path / "tsne.png", tmp_path / "metrics.json"
-    r = mmfid(real, {"clean": syn, "noisy": noisy(syn, 30)}, suite, bootstrap=8, knn=True, tsne=png,
-              cell=("ct-degradation", 64), normalization="reference", progress=False)
-    r.save(out)
-    data = json.loads(out.read_text())
-    for name in ("clean", "noisy"):
-        b = data["sets"][name]["bootstrap"]
-        assert np.all(np.array(b["low"]) <= np.array(b["high"])) and b["resamples"] == 8
-        assert sum(data["sets"][name]["knn"]["counts"].values()) == 20
-    # noisy images are no longer near-copies of real ones
-    assert data["sets"]["noisy"]["knn"]["counts"]["copy"] < data["sets"]["clean"]["knn"]["counts"]["copy"]
-    assert "clean vs noisy" in data["wilcoxon"]
-    with Image.open(png) as im:
-        assert im.format == "PNG" and im.size[0] > 100
-    again = mmfid(real, {"clean": syn, "noisy": noisy(syn, 30)}, suite, bootstrap=8, normalization="reference",
-                  progress=False)
-    assert again.extras["bootstrap"] == r.extras["bootstrap"]  # seeded
-
-
 # --------------------------------------------------------------------------- CLI and package
 
 
-def test_cli_mmfid_writes_json(cohort, suite, tmp_path, capsys):
+def test_cli_mmfid_writes_json(cohort, suite, tmp_path, capsys, noisy):
     from PIL import Image
 
     from umsynth.cli import main
