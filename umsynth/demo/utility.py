@@ -37,6 +37,11 @@ class SegmenterConfig:
         Output classes (0 background, 1 lung, 2 lesion).
     seed : int
         Seeds the initial weights and the batch order, so arms differ only in data.
+
+    Raises
+    ------
+    ValueError
+        Naming the field, for a value out of range (checked on construction).
     """
 
     width: int = 16
@@ -46,6 +51,17 @@ class SegmenterConfig:
     lr: float = 5e-3
     n_classes: int = 3
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.width < 4 or self.width % 4:
+            raise ValueError(f"width must be a multiple of 4 (group norm of 4 groups), got {self.width}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
