@@ -15,7 +15,6 @@ from umsynth.data import io
 from umsynth.data.montage import build_montage
 from umsynth.data.phantom import phantom_volume
 from umsynth.data.prepare import PrepareConfig, UMConfig, find_cases, prepare, prepare_case
-from test_data_io import write_ct_dicom, write_series
 
 SHAPE = (24, 64, 64)
 SPACING = (2.0, 0.7, 0.7)
@@ -30,7 +29,7 @@ def _volume(seed: int):
     return hu, lab
 
 
-def _good_cases(root):
+def _good_cases(root, write_series):
     """a: NIfTI + a_mask.nii.gz beside; b: DICOM folder + masks/b.nii.gz; c: .nii + masks/c.nii."""
     root.mkdir(parents=True, exist_ok=True)
     for seed, name in enumerate("abc"):
@@ -53,8 +52,8 @@ def _files(out):
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
 
 
-def test_pairing_rule(tmp_path):
-    _good_cases(tmp_path / "v")
+def test_pairing_rule(tmp_path, write_series):
+    _good_cases(tmp_path / "v", write_series)
     io.write_nifti(tmp_path / "v" / "lonely.nii.gz", np.zeros((2, 2, 2), np.float32))
     io.write_nifti(tmp_path / "v" / "twice.nii.gz", np.zeros((2, 2, 2), np.float32))
     io.write_nifti(tmp_path / "v" / "twice_mask.nii", np.zeros((2, 2, 2), np.uint8))
@@ -77,9 +76,9 @@ def test_pairing_rule(tmp_path):
     assert case.mask == d / "ct_001_mask.nii" and case.problem is None
 
 
-def test_prepare_end_to_end_and_resume(tmp_path, capsys):
+def test_prepare_end_to_end_and_resume(tmp_path, capsys, write_series):
     vols, out = tmp_path / "v", tmp_path / "out"
-    _good_cases(vols)
+    _good_cases(vols, write_series)
     args = ["prepare", str(vols), str(out), "--n-segments", "128"]
     assert main(args) == 0
     outerr = capsys.readouterr()
@@ -114,7 +113,7 @@ def test_prepare_end_to_end_and_resume(tmp_path, capsys):
     assert (um % 20 == 0).all() and (um % 10 == 0).all()
 
 
-def _bad_cases(root):
+def _bad_cases(root, write_series, write_ct_dicom):
     """One case per bad input of the issue; returns {case: (file named, reason regex)}."""
     root.mkdir(parents=True)
     (root / "masks").mkdir()
@@ -169,9 +168,9 @@ def _bad_cases(root):
     }
 
 
-def test_bad_cases_one_line_each_and_nothing_left(tmp_path, capsys):
+def test_bad_cases_one_line_each_and_nothing_left(tmp_path, capsys, write_series, write_ct_dicom):
     vols, out = tmp_path / "v", tmp_path / "out"
-    expected = _bad_cases(vols)
+    expected = _bad_cases(vols, write_series, write_ct_dicom)
     assert main(["prepare", str(vols), str(out), "--n-segments", "64"]) == 1
     captured = capsys.readouterr()
     lines = [ln for ln in captured.err.splitlines() if ln.startswith("umsynth prepare: error:")]
@@ -185,9 +184,9 @@ def test_bad_cases_one_line_each_and_nothing_left(tmp_path, capsys):
     assert _files(out) == sorted([f"{k}/good.png" for k in KINDS] + ["cases/good.json"])
 
 
-def test_failed_write_removes_the_case(tmp_path, monkeypatch):
+def test_failed_write_removes_the_case(tmp_path, monkeypatch, write_series):
     vols, out = tmp_path / "v", tmp_path / "out"
-    _good_cases(vols)
+    _good_cases(vols, write_series)
     (case, *_), _ = find_cases(vols)
     calls = []
 
