@@ -218,3 +218,13 @@ def test_empty_folder_and_help(tmp_path, capsys):
     assert "--trim must be in [0, 0.5)" in capsys.readouterr().err
     text = build_parser()._subparsers._group_actions[0].choices["prepare"].format_help()
     assert "<case>_mask.nii.gz" in text and "masks/<case>.nii.gz" in text
+
+
+def test_prepare_config_checks_its_fields():
+    with pytest.raises(ValueError, match=r"trim must be in \[0, 0\.5\), got 0\.5"):
+        PrepareConfig(trim=0.5)
+    with pytest.raises(ValueError, match="window must have LOW < HIGH"):
+        PrepareConfig(window=(100.0, -1500.0))
+    with pytest.raises(ValueError, match="window must be two numbers"):
+        PrepareConfig(window=(1.0,))
+    assert PrepareConfig(window=(-1000, 400), trim=0.0).record()["window"] == [-1000.0, 400.0]

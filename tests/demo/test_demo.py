@@ -122,3 +122,22 @@ def test_dice_per_class_by_hand():
     assert d[0] == 1 and np.isnan(d[1:]).all()
     with pytest.raises(ValueError, match="shapes differ"):
         dice_per_class(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_demo_and_segmenter_configs_check_their_fields():
+    from umsynth.demo import DemoConfig
+    from umsynth.demo.utility import SegmenterConfig
+    from umsynth.train import GeneratorConfig
+
+    with pytest.raises(ValueError, match="size must be a multiple of 16"):
+        DemoConfig(size=40)
+    with pytest.raises(ValueError, match=r"n_test must be >= 4"):
+        DemoConfig.quick(n_test=3)
+    with pytest.raises(ValueError, match=r"model\.generator\.ngf must be > 0"):
+        DemoConfig(generator=GeneratorConfig(ngf=0))
+    with pytest.raises(TypeError, match="generator must be a GeneratorConfig"):
+        DemoConfig(generator={"ngf": 8})
+    with pytest.raises(ValueError, match="width must be a multiple of 4"):
+        SegmenterConfig(width=6)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        SegmenterConfig(lr=0.0)

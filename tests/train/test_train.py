@@ -276,3 +276,18 @@ def test_cli_train_phantom_overrides_and_resume(tmp_path, capsys):
     assert "2 steps (1 this run" in capsys.readouterr().out
     assert main(args + ["--set", "model.generator.ngf=x"]) == 2
     assert "must be an integer" in capsys.readouterr().err
+
+
+def test_config_sections_check_themselves_on_construction():
+    from umsynth.train.config import Config, DataConfig, GeneratorConfig, OptimConfig, validate
+
+    with pytest.raises(ValueError, match=r"model\.generator\.ngf must be > 0, got 0"):
+        GeneratorConfig(ngf=0)
+    with pytest.raises(ValueError, match=r"optim\.beta1 and optim\.beta2 must be < 1"):
+        OptimConfig(beta1=1.0)
+    with pytest.raises(ValueError, match=r"data\.tr must be in 1\.\.255, got 300"):
+        DataConfig(tr=300)
+    cfg = Config()
+    cfg.optim.lr = float("inf")  # changed in place after construction: validate() finds it
+    with pytest.raises(ValueError, match=r"optim\.lr must be finite"):
+        validate(cfg)
