@@ -193,7 +193,7 @@ def _reseeded(grey: np.ndarray, um_config, rng) -> tuple[np.ndarray, np.ndarray]
 
 def _condition(it: _Input, variety: Variety, variant: int, index: int, tr: int, um_config):
     """(um uint8, edges float32) of one variant of one input."""
-    from umsynth.data.datasets import superpixel_edges
+    from umsynth.data.datasets import superpixel_edges  # torch-based, like the modules below
 
     rng = np.random.default_rng([variety.seed, index, variant])
     um, sp, edges = it.um, it.superpixels, it.edges
@@ -368,7 +368,7 @@ def export_onnx(checkpoint, path, *, height: int = 256, width: int = 256, opset:
     if height % gen.factor or width % gen.factor:
         raise ValueError(f"height and width must be divisible by {gen.factor}, got {height}x{width}")
     m = cfg.model
-    from umsynth.train.conditioning import conditioning_channels
+    from umsynth.train.conditioning import conditioning_channels  # imports torch
 
     c = conditioning_channels(m.conditioning, m.n_classes, m.use_edges)
     x = torch.rand(2, c, height, width, generator=torch.Generator().manual_seed(0)) * 2 - 1

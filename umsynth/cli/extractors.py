@@ -51,7 +51,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from umsynth.extractors import TINY_CONFIG, SuiteTrainConfig, save_suite, train_suite
+    from umsynth.extractors import TINY_CONFIG, SuiteTrainConfig, save_suite, train_suite  # imports torch
 
     real = Path(args.real)
     if not real.is_dir():

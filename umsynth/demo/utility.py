@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from umsynth.models.losses import segmentation_loss
+
 __all__ = ["SegmenterConfig", "Segmenter", "dice_per_class", "train_segmenter", "predict",
            "utility_experiment"]
 
@@ -125,8 +127,6 @@ def train_segmenter(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig
     Loss: cross-entropy on logits plus soft Dice over the classes, with random flips.
     """
     from tqdm.auto import tqdm
-
-    from umsynth.models.losses import segmentation_loss
 
     if len(images) == 0:
         raise ValueError("images: empty training set")
