@@ -470,7 +470,8 @@ def _figures(cfg: DemoConfig, out: Path, data: dict) -> dict:
 def run_demo(out_dir: str | os.PathLike, cfg: DemoConfig | None = None, progress: bool = True) -> dict:
     """Run (or resume) every stage and return the metrics written to ``out_dir/metrics.json``."""
     cfg = (cfg or DemoConfig()).check()
-    resolve_device(cfg.device, "--device")  # a CUDA device torch cannot use: fail before any stage
+    # "auto" becomes the device it means; a CUDA device torch cannot use fails before any stage
+    cfg = dataclasses.replace(cfg, device=str(resolve_device(cfg.device, "--device")))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     st = _Stages(out, cfg, progress)
