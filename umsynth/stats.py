@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
 from umsynth.covariance import centre, check_cov
+from umsynth.files import atomic_write
 from umsynth.kernels.arrays import check_finite, device_ops, to_numpy
 
 __all__ = ["FeatureStats", "centre"]
@@ -292,7 +292,7 @@ class FeatureStats:
         }
         if self.keep_features:
             arrays["features"] = host(self.features)
-        _atomic_savez(os.fspath(path), arrays)
+        atomic_write(os.fspath(path), lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStats":
@@ -443,19 +443,3 @@ def _read_mu_sigma(f, path) -> tuple[np.ndarray, np.ndarray]:
     check_finite(mu, f"{path}: mu")
     check_finite(sigma, f"{path}: sigma")
     return mu, check_cov(sigma, f"{path}: sigma", mu.shape[0])
-
-
-def _atomic_savez(path: str, arrays: dict) -> None:
-    """np.savez to a temporary file beside ``path``, then rename, so readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

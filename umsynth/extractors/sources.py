@@ -65,7 +65,7 @@ class ImageSource:
     Parameters
     ----------
     items : sequence or iterable
-        Paths (read with :func:`umsynth.features.read_image`), arrays or tensors.
+        Paths (read with :func:`umsynth.files.read_image`), arrays or tensors.
     name : str
         Used in error messages (e.g. the folder name).
     length : int or None
@@ -81,7 +81,7 @@ class ImageSource:
 
     def iterate(self, rank: int = 0, world: int = 1):
         """Yield (index, image) for the indices ``i % world == rank``; others are skipped unread."""
-        from umsynth.features import read_image
+        from umsynth.files import read_image
 
         i = -1
         for i, item in enumerate(self.items):
@@ -112,7 +112,7 @@ def as_source(images, name: str) -> ImageSource:
         p = Path(images)
         if not p.is_dir():
             raise ValueError(f"{name}: {p} is not a folder of images")
-        from umsynth.features import list_images
+        from umsynth.files import list_images
 
         files = list_images(p)
         return ImageSource(files, str(p), len(files))

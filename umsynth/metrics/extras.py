@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 
-from umsynth.data.io import atomic_write
+from umsynth.files import atomic_write
 from umsynth.frechet import frechet_distance_features
 from umsynth.metrics.streaming import SetStats
 

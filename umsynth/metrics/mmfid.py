@@ -22,7 +22,8 @@ from umsynth.frechet import frechet_distance_from_stats
 from umsynth.metrics.extras import bootstrap_cells, tsne_plot, wilcoxon_pairs
 from umsynth.metrics.knn import knn_sets
 from umsynth.metrics.normalize import cross_set_normalize, mm_summary, reference_normalize
-from umsynth.metrics.streaming import FEATURE_BUFFER_ELEMENTS, SetStats, atomic_write_text, stream_stats
+from umsynth.files import atomic_write_text
+from umsynth.metrics.streaming import FEATURE_BUFFER_ELEMENTS, SetStats, stream_stats
 from umsynth.stats import FeatureStats
 
 __all__ = ["DEFINITIONS", "mmfid", "MMFIDOptions", "MMFIDResult", "SetStats", "stream_stats", "DEFAULT_KEEP",
@@ -250,7 +251,7 @@ def _prepare_suite(suite, opts: MMFIDOptions):
     import torch
 
     # the extractors package imports torch: imported when the metric runs
-    from umsynth.extractors.suite import Suite, _check_scales, load_suite
+    from umsynth.extractors.suite import Suite, check_scales, load_suite
 
     device = str(torch.device(opts.device))
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -260,7 +261,7 @@ def _prepare_suite(suite, opts: MMFIDOptions):
         suite_path = os.fspath(suite)
         suite = load_suite(suite_path, device)
     if opts.scales is not None:
-        suite = Suite(suite.members, _check_scales(opts.scales), suite.training, suite.preprocessing)
+        suite = Suite(suite.members, check_scales(opts.scales), suite.training, suite.preprocessing)
     suite.to(device)
     return suite, suite_path, device
 

@@ -18,26 +18,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from umsynth.data.io import atomic_write
+from umsynth.files import atomic_write, atomic_write_text
 from umsynth.stats import FeatureStats
 
-__all__ = ["SetStats", "stream_stats", "atomic_write_text", "SETSTATS_FORMAT", "SETSTATS_MANIFEST",
+__all__ = ["SetStats", "stream_stats", "SETSTATS_FORMAT", "SETSTATS_MANIFEST",
            "FEATURE_BUFFER_ELEMENTS"]
 
 SETSTATS_FORMAT = "umsynth-mmfid-set-stats"
 SETSTATS_MANIFEST = "setstats.json"
 # Numbers (float64) a cell's feature buffer holds before its statistics are updated.
 FEATURE_BUFFER_ELEMENTS = 2**20
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text (UTF-8) to a temporary file in the same folder and rename it onto ``path``."""
-
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-
-    atomic_write(os.fspath(path), write)
 
 
 # --------------------------------------------------------------------------- the result

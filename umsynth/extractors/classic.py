@@ -1,4 +1,4 @@
-"""Image feature extractors for ``umsynth fid``, with no download.
+"""Classic image feature extractors for ``umsynth fid``, with no download.
 
 Two extractors:
 
@@ -21,7 +21,9 @@ Two extractors:
     pytorch-fid's ``pt_inception-2015-12-05`` file is refused: its FID blocks compute
     differently from torchvision's, and umsynth does not reimplement them.
 
-torch is imported only when an extractor is built or images are read.
+torch is imported only when an extractor is built or images are read (importing the
+:mod:`umsynth.extractors` package imports it anyway). Images are read with
+:func:`umsynth.files.read_image` from :func:`umsynth.files.list_images`.
 """
 from __future__ import annotations
 
@@ -31,16 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
+from umsynth.files import list_images, read_image
 from umsynth.stats import FeatureStats
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "RANDOM_CNN_NAME",
     "FeatureExtractor",
     "random_cnn",
     "inception_v3",
-    "list_images",
-    "read_image",
     "folder_stats",
 ]
 
@@ -49,7 +49,6 @@ RANDOM_CNN_SEED = 0
 RANDOM_CNN_SIZE = 256
 RANDOM_CNN_CHANNELS = (3, 32, 64, 128, 256, 512)
 INCEPTION_SIZE = 299
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 class FeatureExtractor:
@@ -182,62 +181,6 @@ def inception_v3(weights_file: str | os.PathLike, device: str = "cpu") -> Featur
     return FeatureExtractor(f"torchvision-inception-v3-{digest}", 2048, INCEPTION_SIZE, model, device)
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """The image files directly in ``folder`` (not in sub-folders), sorted by name.
-
-    Parameters
-    ----------
-    folder : str or os.PathLike
-
-    Returns
-    -------
-    list of pathlib.Path
-        Files ending in one of :data:`IMAGE_EXTENSIONS` (any case).
-
-    Raises
-    ------
-    ValueError
-        If the folder holds no such file.
-    """
-    folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise ValueError(f"no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) found in folder {folder}")
-    return files
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one image as float32 in [0, 1], shape (H, W) for grey or (H, W, 3) for colour.
-
-    8-bit images are divided by 255, 16-bit (and 32-bit integer) ones by 65535; alpha is
-    dropped; palette images become RGB; a multi-page TIFF gives its first page.
-
-    Raises
-    ------
-    ValueError
-        Naming the file, if it cannot be decoded or holds float pixels (window those to
-        8 or 16 bits first: their scale is unknown).
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode in ("1", "L", "LA"):
-                return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-            if mode.startswith("I;16") or mode == "I":
-                arr = np.asarray(img).astype(np.float32) / 65535.0
-                return np.clip(arr, 0.0, 1.0)
-            if mode == "F":
-                raise ValueError("float pixels have no known scale; save it as 8 or 16 bit")
-            return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    except ValueError as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
-    except Exception as exc:  # PIL raises OSError, SyntaxError, DecompressionBombError, ...
-        raise ValueError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
-
-
 class _ImageFolder:
     """Map-style dataset for torch's DataLoader: (image tensor, error message or "")."""
 
@@ -271,7 +214,7 @@ def folder_stats(folder: str | os.PathLike, extractor: FeatureExtractor, batch_s
     Parameters
     ----------
     folder : str or os.PathLike
-        Folder of PNG/JPG/TIFF/BMP images, grey or RGB (see :func:`list_images`).
+        Folder of PNG/JPG/TIFF/BMP images, grey or RGB (see :func:`umsynth.files.list_images`).
     extractor : FeatureExtractor
     batch_size : int, optional
     num_workers : int, optional

@@ -11,55 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 torch = pytest.importorskip("torch")
-import umsynth  # noqa: E402
-from umsynth import samples  # noqa: E402
 from umsynth.train import (apply_overrides, boundary_edges, build_generator, load_checkpoint, load_config,  # noqa: E402
                            pix2pixhd_lr, train)
 
 HERE = Path(__file__).resolve().parent
-TINY = ["model.generator.ngf=8", "model.generator.n_downsample=2", "model.generator.n_blocks=1",
-        "model.discriminator.ndf=8", "model.discriminator.n_layers=2", "data.batch_size=2",
-        "train.sample_every=0", "train.tensorboard=false", "train.progress=false", "train.channels_last=false"]
-
-
-class TinyMontages(torch.utils.data.Dataset):
-    """Phantom slices in the MontageDataset item format (um, edges, ct, seg, has_label, index)."""
-
-    def __init__(self, seeds, size=32, labelled=True):
-        self.items = []
-        for s in seeds:
-            img, lab = samples.chest_slice(seed=int(s), size=size, t=0.5)
-            um, sp = umsynth.unsupervised_mask(img, n_segments=24, step=10, return_labels=True)
-            seg = torch.from_numpy(lab.astype(np.int64)) if labelled else torch.zeros(size, size, dtype=torch.int64)
-            self.items.append({"um": torch.from_numpy(um.astype(np.float32) / 127.5 - 1)[None],
-                               "edges": boundary_edges(torch.from_numpy(sp)[None])[0],
-                               "ct": torch.from_numpy(img.astype(np.float32) / 127.5 - 1)[None],
-                               "seg": seg, "has_label": torch.tensor(labelled), "index": torch.tensor(int(s))})
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
-
-
-def tiny_sets(n_lab=4, n_unl=4, size=32):
-    return TinyMontages(range(n_lab), size), TinyMontages(range(n_lab, n_lab + n_unl), size, labelled=False)
-
-
-@pytest.fixture(scope="module")
-def sets():
-    return tiny_sets()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: for tiny tensors, OpenMP barriers on a shared 2-core machine cost more than they save."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ----------------------------------------------------------------------------- config
@@ -125,20 +83,20 @@ def _fixed_l1(gen, ds):
     return (ct - batch["ct"]).abs().mean().item(), seg
 
 
-def test_short_run_losses_finite_and_decreasing(sets, tmp_path):
+def test_short_run_losses_finite_and_decreasing(sets, tmp_path, tiny):
     lab, unl = sets
-    cfg = load_config(None, TINY + ["optim.lr=0.002", "optim.niter=6", "optim.niter_decay=0",
+    cfg = load_config(None, tiny + ["optim.lr=0.002", "optim.niter=6", "optim.niter_decay=0",
                                     "train.unlabelled_start_epoch=3", "train.sample_every=6",
                                     "train.tensorboard=true"])
     torch.manual_seed(cfg.train.seed)
     before = _fixed_l1(build_generator(cfg), lab)  # the same initial weights as the run
     out = train(cfg, lab, unl, tmp_path)
-    assert out["steps"] == 12  # 6 epochs x 2 iterations
-    for h in out["history"]:
+    assert out.steps == 12  # 6 epochs x 2 iterations
+    for h in out.history:
         assert all(np.isfinite(v) for v in h.values())
-    assert "G_pseudo_u" in out["history"][-1] and "G_pseudo_u" not in out["history"][0]
-    assert 0 <= out["history"][-1]["valid_fraction"] <= 1
-    after = _fixed_l1(out["generator"], lab)
+    assert "G_pseudo_u" in out.history[-1] and "G_pseudo_u" not in out.history[0]
+    assert 0 <= out.history[-1]["valid_fraction"] <= 1
+    after = _fixed_l1(out.generator, lab)
     assert after[0] < 0.75 * before[0], (before, after)  # L1 of the CT on the labelled images
     assert after[1] < 0.75 * before[1], (before, after)  # CE of the segmentation
     # artefacts: the resolved config, versions, checkpoint, samples, TensorBoard
@@ -152,34 +110,34 @@ def test_short_run_losses_finite_and_decreasing(sets, tmp_path):
     assert grid.shape == (4 * 32, 5 * 32) and grid.dtype == np.uint8
 
 
-def test_mask_mode_excludes_unlabelled(sets, tmp_path):
+def test_mask_mode_excludes_unlabelled(sets, tmp_path, tiny):
     lab, unl = sets
-    cfg = load_config(None, TINY + ["model.conditioning=mask", "optim.niter=1", "optim.niter_decay=0",
+    cfg = load_config(None, tiny + ["model.conditioning=mask", "optim.niter=1", "optim.niter_decay=0",
                                     "train.channels_last=true",
                                     "train.unlabelled_start_epoch=0", "loss.gan=hinge",
                                     "loss.confidence_threshold=0"])
     out = train(cfg, lab, unl, tmp_path)
-    assert out["unlabelled_excluded"] == len(unl)
-    assert out["steps"] == 2 and not any(k.endswith("_u") for k in out["history"][-1])
-    assert out["generator"].trunk[1].in_channels == 3 + 1  # one-hot classes + edges
+    assert out.unlabelled_excluded == len(unl)
+    assert out.steps == 2 and not any(k.endswith("_u") for k in out.history[-1])
+    assert out.generator.trunk[1].in_channels == 3 + 1  # one-hot classes + edges
 
 
-def test_bad_datasets_are_refused(sets, tmp_path):
+def test_bad_datasets_are_refused(sets, tmp_path, tiny, tiny_montages):
     lab, unl = sets
-    cfg = load_config(None, TINY + ["optim.niter=1", "optim.niter_decay=0"])
+    cfg = load_config(None, tiny + ["optim.niter=1", "optim.niter_decay=0"])
     with pytest.raises(ValueError, match="disjoint"):
-        train(cfg, lab, TinyMontages([1, 7], labelled=False), tmp_path)
+        train(cfg, lab, tiny_montages([1, 7], labelled=False), tmp_path)
     with pytest.raises(ValueError, match="empty"):
-        train(cfg, TinyMontages([]), unl, tmp_path)
-    bad = TinyMontages([20, 21])
+        train(cfg, tiny_montages([]), unl, tmp_path)
+    bad = tiny_montages([20, 21])
     bad.items[0] = dict(bad.items[0], seg=bad.items[0]["seg"].float())
     with pytest.raises(ValueError, match="'seg' must be torch.int64"):
         train(cfg, bad, None, tmp_path)
     with pytest.raises(ValueError, match="fewer than batch_size"):
-        train(load_config(None, TINY + ["data.batch_size=8"]), lab, None, tmp_path)
+        train(load_config(None, tiny + ["data.batch_size=8"]), lab, None, tmp_path)
 
 
-def test_overlap_found_by_source_index(tmp_path):
+def test_overlap_found_by_source_index(tmp_path, tiny):
     from umsynth.data.datasets import MontageDataset
     from umsynth.data.phantom import phantom_cohort
 
@@ -187,7 +145,7 @@ def test_overlap_found_by_source_index(tmp_path):
     unl = MontageDataset.from_cohort(cohort, "unlabelled")
     # both sets number their items 0, 1: only the cohort positions tell them apart
     assert [int(unl[i]["index"]) for i in range(2)] == [0, 1]
-    cfg = load_config(None, TINY + ["optim.niter=1", "optim.niter_decay=0"])
+    cfg = load_config(None, tiny + ["optim.niter=1", "optim.niter_decay=0"])
     with pytest.raises(ValueError, match="source_index"):
         train(cfg, MontageDataset.from_cohort(cohort, "all"), unl, tmp_path)
 
@@ -195,22 +153,22 @@ def test_overlap_found_by_source_index(tmp_path):
 # ----------------------------------------------------------------------------- resume
 
 
-def _resume_cfg(max_steps):
+def _resume_cfg(tiny, max_steps):
     # 2 iterations per epoch; the unlabelled phase (with its snapshot) starts in epoch 1
-    return load_config(None, TINY + ["optim.niter=1", "optim.niter_decay=2", "train.unlabelled_start_epoch=1",
+    return load_config(None, tiny + ["optim.niter=1", "optim.niter_decay=2", "train.unlabelled_start_epoch=1",
                                      f"train.max_steps={max_steps}", "train.checkpoint_every=0"])
 
 
-def test_resume_is_bitwise_exact(sets, tmp_path):
+def test_resume_is_bitwise_exact(sets, tmp_path, tiny):
     lab, unl = sets
-    full = train(_resume_cfg(4), lab, unl, tmp_path / "full")
-    part = train(_resume_cfg(3), lab, unl, tmp_path / "part")
-    assert part["steps"] == 3
+    full = train(_resume_cfg(tiny, 4), lab, unl, tmp_path / "full")
+    part = train(_resume_cfg(tiny, 3), lab, unl, tmp_path / "part")
+    assert part.steps == 3
     # a fresh process would rebuild everything: so does train(); RNG states come from the file
     torch.manual_seed(12345)
     np.random.seed(7)
-    resumed = train(_resume_cfg(4), lab, unl, tmp_path / "part", resume=True)
-    assert resumed["steps"] == 4 and resumed["steps_run"] == 1
+    resumed = train(_resume_cfg(tiny, 4), lab, unl, tmp_path / "part", resume=True)
+    assert resumed.steps == 4 and resumed.steps_run == 1
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt")
     for key in ("generator", "discriminator", "snapshot"):
@@ -225,14 +183,14 @@ def test_resume_is_bitwise_exact(sets, tmp_path):
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
 
 
-def test_resume_refuses_another_model(sets, tmp_path):
+def test_resume_refuses_another_model(sets, tmp_path, tiny):
     lab, unl = sets
-    train(_resume_cfg(1), lab, unl, tmp_path)
-    other = apply_overrides(_resume_cfg(2), ["model.generator.ngf=4"])
+    train(_resume_cfg(tiny, 1), lab, unl, tmp_path)
+    other = apply_overrides(_resume_cfg(tiny, 2), ["model.generator.ngf=4"])
     with pytest.raises(ValueError, match="model section differs"):
         train(other, lab, unl, tmp_path, resume=True)
     with pytest.raises(FileNotFoundError):
-        train(_resume_cfg(2), lab, unl, tmp_path / "nothing", resume=True)
+        train(_resume_cfg(tiny, 2), lab, unl, tmp_path / "nothing", resume=True)
 
 
 # ----------------------------------------------------------------------------- DDP
@@ -241,7 +199,7 @@ _WORKER = textwrap.dedent("""
     import json, sys, torch
     sys.path.insert(0, {tests!r})
     torch.set_num_threads(1)
-    from test_train import TINY, tiny_sets
+    from conftest import TINY, tiny_sets
     from umsynth.train import apply_overrides, load_config, train
     import torch.distributed as dist
     lab, unl = tiny_sets()
@@ -253,10 +211,10 @@ _WORKER = textwrap.dedent("""
     torch.manual_seed(cfg.train.seed)
     init = build_generator(cfg).eval()
     with torch.no_grad():
-        ct, seg = out["generator"].eval()(conditioning_input(x, "um", 3, True))
+        ct, seg = out.generator.eval()(conditioning_input(x, "um", 3, True))
         ct0 = init(conditioning_input(x, "um", 3, True))[0]
-    rank = out.get("world_size", 1) > 1 and __import__("os").environ["RANK"] or "0"
-    json.dump({{"history": out["history"], "ct": ct.flatten().tolist(), "seg": seg.flatten().tolist(),
+    rank = out.world_size > 1 and __import__("os").environ["RANK"] or "0"
+    json.dump({{"history": out.history, "ct": ct.flatten().tolist(), "seg": seg.flatten().tolist(),
                "ct0": ct0.flatten().tolist()}},
               open({out!r} + "/result_" + str(rank) + ".json", "w"))
 """)
@@ -318,3 +276,18 @@ def test_cli_train_phantom_overrides_and_resume(tmp_path, capsys):
     assert "2 steps (1 this run" in capsys.readouterr().out
     assert main(args + ["--set", "model.generator.ngf=x"]) == 2
     assert "must be an integer" in capsys.readouterr().err
+
+
+def test_config_sections_check_themselves_on_construction():
+    from umsynth.train.config import Config, DataConfig, GeneratorConfig, OptimConfig, validate
+
+    with pytest.raises(ValueError, match=r"model\.generator\.ngf must be > 0, got 0"):
+        GeneratorConfig(ngf=0)
+    with pytest.raises(ValueError, match=r"optim\.beta1 and optim\.beta2 must be < 1"):
+        OptimConfig(beta1=1.0)
+    with pytest.raises(ValueError, match=r"data\.tr must be in 1\.\.255, got 300"):
+        DataConfig(tr=300)
+    cfg = Config()
+    cfg.optim.lr = float("inf")  # changed in place after construction: validate() finds it
+    with pytest.raises(ValueError, match=r"optim\.lr must be finite"):
+        validate(cfg)

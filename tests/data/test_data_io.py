@@ -31,97 +31,11 @@ def _phantom(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return hu, lab
 
 
-# ----------------------------------------------------------------------------- DICOM writer
-
-
-def write_ct_dicom(path, pixels, *, ipp, iop, pixel_spacing, slope=1.0, intercept=-1024.0,
-                   series_uid="1.2.3.4", modality="CT", rle=False, **extra) -> None:
-    """Write one single-frame CT image file (int16 stored values) with pydicom."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = "1.2.3"
-    ds.SeriesInstanceUID = series_uid
-    ds.Modality = modality
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.PixelSpacing = [f"{v:.6g}" for v in pixel_spacing]
-    ds.ImagePositionPatient = [f"{v:.6g}" for v in ipp]
-    ds.ImageOrientationPatient = [f"{v:.6g}" for v in iop]
-    ds.RescaleSlope = f"{slope:.6g}"
-    ds.RescaleIntercept = f"{intercept:.6g}"
-    for key, value in extra.items():
-        setattr(ds, key, value)
-    ds.PixelData = np.ascontiguousarray(pixels, dtype="<i2").tobytes()
-    if rle:
-        ds.compress(RLELossless)
-    ds.save_as(str(path), enforce_file_format=True)
-
-
-def _quantize(hu, slope, intercept):
-    """(stored int16, the HU they stand for) for given rescale values."""
-    stored = np.clip(np.rint((hu.astype(np.float64) - intercept) / slope), -32768, 32767).astype(np.int16)
-    return stored, (stored * slope + intercept).astype(np.float32)
-
-
-def write_series(folder, hu, geometry="axial", *, spacing=SPACING, rle=False, seed=0, **extra):
-    """Write a (Z, Y, X) volume as a DICOM series in one of three acquisition geometries.
-
-    Files get shuffled numeric names, so file order says nothing about position.
-    Returns the HU the reader must give back (the volume after int16 quantization).
-
-    * "axial": standard axial slices, IOP [1,0,0, 0,1,0]: stored slice k == hu[k]; slopes
-      and intercepts differ from file to file;
-    * "flipped": rows run toward anterior, IOP [1,0,0, 0,-1,0]: stored == hu[k][::-1];
-    * "coronal": IOP [1,0,0, 0,0,-1], one file per Y, rows running head to feet:
-      stored slice y == hu[::-1, y, :], PixelSpacing (dz, dx), slice gap dy.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    dz, dy, dx = spacing
-    Z, Y, X = hu.shape
-    expected = np.empty(hu.shape, np.float32)
-    files = []
-    if geometry in ("axial", "flipped"):
-        for k in range(Z):
-            slope, intercept = [(1.0, -1024.0), (0.5, -1000.0), (2.0, -2048.0)][k % 3]
-            stored, back = _quantize(hu[k], slope, intercept)
-            expected[k] = back
-            if geometry == "axial":
-                files.append((stored, (10.0, -20.0, 30.0 + k * dz), (1, 0, 0, 0, 1, 0), (dy, dx),
-                              slope, intercept))
-            else:
-                files.append((stored[::-1], (10.0, -20.0 + (Y - 1) * dy, 30.0 + k * dz),
-                              (1, 0, 0, 0, -1, 0), (dy, dx), slope, intercept))
-    elif geometry == "coronal":
-        stored_all, expected[:] = _quantize(hu, 0.5, -1024.0)
-        for y in range(Y):
-            files.append((stored_all[::-1, y, :], (10.0, -20.0 + y * dy, 30.0 + (Z - 1) * dz),
-                          (1, 0, 0, 0, 0, -1), (dz, dx), 0.5, -1024.0))
-    else:
-        raise ValueError(geometry)
-    names = rng.permutation(len(files))
-    for (stored, ipp, iop, ps, slope, intercept), name in zip(files, names):
-        write_ct_dicom(folder / f"{name:04d}.dcm", stored, ipp=ipp, iop=iop, pixel_spacing=ps,
-                       slope=slope, intercept=intercept, rle=rle, **extra)
-    return expected
-
-
 # ----------------------------------------------------------------------------- DICOM
 
 
 @pytest.mark.parametrize("geometry", ["axial", "flipped", "coronal"])
-def test_dicom_series_round_trip(tmp_path, geometry):
+def test_dicom_series_round_trip(tmp_path, geometry, write_series):
     hu, _ = _phantom()
     expected = write_series(tmp_path / "s", hu, geometry)
     vol = io.read_dicom_series(tmp_path / "s")
@@ -132,7 +46,7 @@ def test_dicom_series_round_trip(tmp_path, geometry):
     np.testing.assert_allclose(vol.spacing, SPACING, rtol=1e-5)
 
 
-def test_dicom_files_list_and_rle(tmp_path):
+def test_dicom_files_list_and_rle(tmp_path, write_series):
     hu, _ = _phantom(1)
     expected = write_series(tmp_path / "s", hu, "axial", rle=True)
     files = sorted((tmp_path / "s").iterdir())[::-1]
@@ -163,13 +77,13 @@ def test_dicom_single_files_from_pydicom_data():
     np.testing.assert_array_equal(vol.array[0], raw[::-1])  # rows flipped to anterior-on-top
 
 
-def _write_one(path, **kw):
+def _write_one(write_ct_dicom, path, **kw):
     args = dict(ipp=(0, 0, 0), iop=(1, 0, 0, 0, 1, 0), pixel_spacing=(1, 1))
     args.update(kw)
     write_ct_dicom(path, np.zeros((8, 8), np.int16), **args)
 
 
-def test_dicom_bad_inputs(tmp_path):
+def test_dicom_bad_inputs(tmp_path, write_series, write_ct_dicom):
     hu, _ = _phantom()
     # truncated file in a series
     s = tmp_path / "truncated"
@@ -185,27 +99,27 @@ def test_dicom_bad_inputs(tmp_path):
         io.read_dicom_series(junk)
     # non-CT modality
     mr = tmp_path / "mr.dcm"
-    _write_one(mr, modality="MR")
+    _write_one(write_ct_dicom, mr, modality="MR")
     with pytest.raises(ValueError, match=r"mr\.dcm: modality is MR, not CT"):
         io.read_dicom_series(mr)
     # 4D: two files at one position, and temporal positions
     four = tmp_path / "four"
     four.mkdir()
     for name in ("a.dcm", "b.dcm"):
-        _write_one(four / name)
+        _write_one(write_ct_dicom, four / name)
     with pytest.raises(ValueError, match=r"a\.dcm and .*b\.dcm: two slices at the same position.*4D"):
         io.read_dicom_series(four)
     temporal = tmp_path / "temporal"
     temporal.mkdir()
     for t in (1, 2):
-        _write_one(temporal / f"{t}.dcm", ipp=(0, 0, t), TemporalPositionIdentifier=t)
+        _write_one(write_ct_dicom, temporal / f"{t}.dcm", ipp=(0, 0, t), TemporalPositionIdentifier=t)
     with pytest.raises(ValueError, match=r"temporal.*4D series \(2 temporal positions\)"):
         io.read_dicom_series(temporal)
     # several series in one folder
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    _write_one(mixed / "a.dcm", series_uid="1.1")
-    _write_one(mixed / "b.dcm", ipp=(0, 0, 1), series_uid="1.2")
+    _write_one(write_ct_dicom, mixed / "a.dcm", series_uid="1.1")
+    _write_one(write_ct_dicom, mixed / "b.dcm", ipp=(0, 0, 1), series_uid="1.2")
     with pytest.raises(ValueError, match=r"mixed: holds 2 DICOM series"):
         io.read_dicom_series(mixed)
     # empty folder, missing path
@@ -268,7 +182,7 @@ def test_nifti_closed_form_ras():
     assert vol.array.dtype == np.int16 and vol.spacing == (4.0, 3.0, 2.0)
 
 
-def test_write_nifti_round_trip(tmp_path):
+def test_write_nifti_round_trip(tmp_path, write_series):
     hu, lab = _phantom(2)
     io.write_nifti(tmp_path / "ct.nii.gz", hu, SPACING)
     io.write_nifti(tmp_path / "mask.nii", lab, SPACING)

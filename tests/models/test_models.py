@@ -4,11 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 torch = pytest.importorskip("torch")
 from scipy import ndimage  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from test_train import _one_thread  # noqa: E402,F401  (autouse: one torch thread)
 from umsynth.models import (FeatureNet, MultiscaleDiscriminator, MultiTaskGenerator, PerceptualLoss,  # noqa: E402
                             confidence_mask, feature_matching_loss, gan_loss, l1_loss, segmentation_loss)
 

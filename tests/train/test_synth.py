@@ -4,31 +4,32 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
-from test_train import TINY, TinyMontages, _one_thread  # noqa: E402,F401  (autouse: one torch thread)
 from umsynth.cli import main  # noqa: E402
 from umsynth.synth import Variety, export_onnx, load_generator, synthesize  # noqa: E402
 from umsynth.train import conditioning_input, load_config, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def data():
-    return TinyMontages(range(4)), TinyMontages(range(4, 6), labelled=False)
+def data(tiny_montages):
+    return tiny_montages(range(4)), tiny_montages(range(4, 6), labelled=False)
 
 
-def _checkpoint(tmp_path_factory, data, mode):
+def _checkpoint(tmp_path_factory, data, mode, tiny):
     out = tmp_path_factory.mktemp(f"run_{mode}")
-    cfg = load_config(None, TINY + ["optim.niter=1", "optim.niter_decay=0", f"model.conditioning={mode}",
+    cfg = load_config(None, tiny + ["optim.niter=1", "optim.niter_decay=0", f"model.conditioning={mode}",
                                     "data.tr=20"])
     train(cfg, *data, out)
     return out / "checkpoints" / "last.pt"
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, data):
-    return _checkpoint(tmp_path_factory, data, "um")
+def ckpt(tmp_path_factory, data, tiny):
+    return _checkpoint(tmp_path_factory, data, "um", tiny)
 
 
 def _png(path):
@@ -119,8 +120,8 @@ def test_nifti_in_nifti_out(ckpt, tmp_path):
         synthesize(ckpt, [tmp_path / "vol.nii.gz"], tmp_path / "out", progress=False)
 
 
-def test_mask_checkpoint_needs_labels(tmp_path_factory, data, tmp_path):
-    ck = _checkpoint(tmp_path_factory, data, "mask")
+def test_mask_checkpoint_needs_labels(tmp_path_factory, data, tmp_path, tiny):
+    ck = _checkpoint(tmp_path_factory, data, "mask", tiny)
     done = synthesize(ck, data[0], tmp_path, progress=False)
     assert len(done) == 4
     with pytest.raises(ValueError, match="labelled inputs"):

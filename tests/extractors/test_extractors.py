@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from umsynth.data.phantom import phantom_cohort  # noqa: E402
 from umsynth.extractors import (  # noqa: E402
-    TINY_CONFIG, CTNet, Member, Suite, TrainConfig, inception_member, load_suite, save_suite, train_suite,
+    TINY_CONFIG, CTNet, Member, Suite, SuiteTrainConfig, TrainConfig, inception_member, load_suite, save_suite, train_suite,
 )
 from umsynth.extractors import tasks  # noqa: E402
 
@@ -117,7 +117,15 @@ def test_suite_checks_its_arguments():
     with pytest.raises(ValueError, match="distinct"):
         tasks.make_task("meta:kernel", 3, meta_values=["a", "a", None])
     with pytest.raises(ValueError, match="steps"):
-        TrainConfig(steps=0).check()
+        SuiteTrainConfig(steps=0)
+    with pytest.raises(ValueError, match="scales"):
+        SuiteTrainConfig(scales=(8,))
+    changed = SuiteTrainConfig()
+    changed.lr = 0.0
+    with pytest.raises(ValueError, match="lr"):
+        changed.check()
+    # the old public name still builds the same class
+    assert TrainConfig is SuiteTrainConfig and TrainConfig(steps=3).steps == 3
 
 
 def test_inception_member_without_torchvision_is_a_clear_error(tmp_path):

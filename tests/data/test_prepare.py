@@ -16,7 +16,6 @@ from umsynth.data.montage import build_montage
 from umsynth.data.phantom import phantom_volume
 from umsynth.data.prepare import PrepareConfig, find_cases, prepare, prepare_case
 from umsynth.masks import UMConfig
-from test_data_io import write_ct_dicom, write_series
 
 SHAPE = (24, 64, 64)
 SPACING = (2.0, 0.7, 0.7)
@@ -31,7 +30,7 @@ def _volume(seed: int):
     return hu, lab
 
 
-def _good_cases(root):
+def _good_cases(root, write_series):
     """a: NIfTI + a_mask.nii.gz beside; b: DICOM folder + masks/b.nii.gz; c: .nii + masks/c.nii."""
     root.mkdir(parents=True, exist_ok=True)
     for seed, name in enumerate("abc"):
@@ -54,8 +53,8 @@ def _files(out):
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
 
 
-def test_pairing_rule(tmp_path):
-    _good_cases(tmp_path / "v")
+def test_pairing_rule(tmp_path, write_series):
+    _good_cases(tmp_path / "v", write_series)
     io.write_nifti(tmp_path / "v" / "lonely.nii.gz", np.zeros((2, 2, 2), np.float32))
     io.write_nifti(tmp_path / "v" / "twice.nii.gz", np.zeros((2, 2, 2), np.float32))
     io.write_nifti(tmp_path / "v" / "twice_mask.nii", np.zeros((2, 2, 2), np.uint8))
@@ -78,9 +77,9 @@ def test_pairing_rule(tmp_path):
     assert case.mask == d / "ct_001_mask.nii" and case.problem is None
 
 
-def test_prepare_end_to_end_and_resume(tmp_path, capsys):
+def test_prepare_end_to_end_and_resume(tmp_path, capsys, write_series):
     vols, out = tmp_path / "v", tmp_path / "out"
-    _good_cases(vols)
+    _good_cases(vols, write_series)
     args = ["prepare", str(vols), str(out), "--n-segments", "128"]
     assert main(args) == 0
     outerr = capsys.readouterr()
@@ -115,7 +114,7 @@ def test_prepare_end_to_end_and_resume(tmp_path, capsys):
     assert (um % 20 == 0).all() and (um % 10 == 0).all()
 
 
-def _bad_cases(root):
+def _bad_cases(root, write_series, write_ct_dicom):
     """One case per bad input of the issue; returns {case: (file named, reason regex)}."""
     root.mkdir(parents=True)
     (root / "masks").mkdir()
@@ -170,9 +169,9 @@ def _bad_cases(root):
     }
 
 
-def test_bad_cases_one_line_each_and_nothing_left(tmp_path, capsys):
+def test_bad_cases_one_line_each_and_nothing_left(tmp_path, capsys, write_series, write_ct_dicom):
     vols, out = tmp_path / "v", tmp_path / "out"
-    expected = _bad_cases(vols)
+    expected = _bad_cases(vols, write_series, write_ct_dicom)
     assert main(["prepare", str(vols), str(out), "--n-segments", "64"]) == 1
     captured = capsys.readouterr()
     lines = [ln for ln in captured.err.splitlines() if ln.startswith("umsynth prepare: error:")]
@@ -186,9 +185,9 @@ def test_bad_cases_one_line_each_and_nothing_left(tmp_path, capsys):
     assert _files(out) == sorted([f"{k}/good.png" for k in KINDS] + ["cases/good.json"])
 
 
-def test_failed_write_removes_the_case(tmp_path, monkeypatch):
+def test_failed_write_removes_the_case(tmp_path, monkeypatch, write_series):
     vols, out = tmp_path / "v", tmp_path / "out"
-    _good_cases(vols)
+    _good_cases(vols, write_series)
     (case, *_), _ = find_cases(vols)
     calls = []
 
@@ -220,3 +219,13 @@ def test_empty_folder_and_help(tmp_path, capsys):
     assert "--trim must be in [0, 0.5)" in capsys.readouterr().err
     text = build_parser()._subparsers._group_actions[0].choices["prepare"].format_help()
     assert "<case>_mask.nii.gz" in text and "masks/<case>.nii.gz" in text
+
+
+def test_prepare_config_checks_its_fields():
+    with pytest.raises(ValueError, match=r"trim must be in \[0, 0\.5\), got 0\.5"):
+        PrepareConfig(trim=0.5)
+    with pytest.raises(ValueError, match="window must have LOW < HIGH"):
+        PrepareConfig(window=(100.0, -1500.0))
+    with pytest.raises(ValueError, match="window must be two numbers"):
+        PrepareConfig(window=(1.0,))
+    assert PrepareConfig(window=(-1000, 400), trim=0.0).record()["window"] == [-1000.0, 400.0]

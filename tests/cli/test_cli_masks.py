@@ -13,7 +13,8 @@ from skimage.measure import label as connected_components
 
 from umsynth import samples
 from umsynth.cli import main
-from umsynth.cli.masks import EDGE_COLOUR, read_grey
+from umsynth.cli.masks import EDGE_COLOUR
+from umsynth.files import read_grey
 
 SIZE = 128
 
