@@ -15,7 +15,7 @@ import pytest
 from skimage.segmentation import slic as sk_slic
 
 import umsynth
-from umsynth._original import original_run
+from umsynth.kernels.original import original_run
 from umsynth.samples import chest_montage
 
 SIZES = [512, 1024]

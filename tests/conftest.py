@@ -6,6 +6,7 @@ what another sees.
 from __future__ import annotations
 
 import functools
+import sys
 
 import numpy as np
 import pytest
@@ -92,3 +93,15 @@ def ct_slices() -> dict:
     if not out:
         pytest.skip("no pydicom test CT slice could be read")
     return _frozen(out)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: for tiny tensors, OpenMP barriers on a shared 2-core
+    machine cost more than they save. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    torch = sys.modules.get("torch") or pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from umsynth._config import get_num_threads, set_num_threads, show_config
+from umsynth.kernels.config import get_num_threads, set_num_threads, show_config
 from umsynth.masks import slic, unsupervised_mask
 from umsynth.frechet import (
     ConvergenceError,

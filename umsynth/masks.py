@@ -1,7 +1,9 @@
 """SLIC superpixels and unsupervised masks (UMs), the conditioning input of SemiCS2.
 
-The Python functions here validate, convert and document; the compiled kernels in
-``umsynth._cpu`` only loop (scikit-image's split between ``slic`` and ``_slic.pyx``).
+The Python functions here validate, convert and document; the launchers in
+:mod:`umsynth.kernels.slic` run the compiled kernels, which only loop (scikit-image's
+split between ``slic`` and ``_slic.pyx``). :class:`UMConfig` names the settings that
+define a UM.
 """
 from __future__ import annotations
 
@@ -11,17 +13,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from umsynth import _arrays, _device
-from umsynth._config import resolve_threads
+from umsynth.kernels import slic as slic_kernels
+from umsynth.kernels.arrays import (cuda_module, is_gpu_array, is_torch, like, parse_device,
+                                    to_numpy, wrap)
+from umsynth.kernels.config import resolve_threads
 
-__all__ = ["slic", "unsupervised_mask"]
+__all__ = ["slic", "unsupervised_mask", "UMConfig"]
 
 _ALGORITHMS = ("fast", "reference")
 _INTENSITIES = ("linear", "lab")
 # dtypes the kernels read directly; other real dtypes are converted first
 _NATIVE = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
-_MODE = {"linear": 0, "lab": 1, "raw": 2}
-_HOST = _device.HostOps()
+_HOST = slic_kernels.HOST
 
 
 # ----------------------------------------------------------------------------- checks
@@ -60,25 +63,6 @@ def _check_choice(value, name: str, choices) -> str:
     return value
 
 
-@dataclass
-class _Spatial:
-    """An image brought to (D, H, W, C) with its mask (D, H, W) and bookkeeping.
-
-    The arrays are numpy arrays on the CPU path and arrays of the caller's framework
-    (torch or CuPy, on the caller's GPU) on the CUDA path; `ops` works on either.
-    """
-
-    image: object         # (D, H, W, C), native dtype, C-contiguous
-    mask: object | None   # (D, H, W) uint8 or None
-    is_2d: bool
-    multichannel: bool
-    spacing: np.ndarray   # (3,) float64, z first (1 for 2D)
-    sigma: np.ndarray     # (3,) float64
-    ops: _device.Ops = _HOST
-    mask_count: int = 0   # true pixels of the mask
-    mask_box: tuple | None = None  # (lo, hi) corners of the mask's bounding box
-
-
 def _channels_last(img, channel_axis, ops):
     """The image with its channel axis last (a trailing axis of 1 for grey images)."""
     shape = tuple(img.shape)
@@ -106,16 +90,16 @@ def _channels_last(img, channel_axis, ops):
 def _mask_like(mask, spatial, is_2d, ops, device):
     """The mask as contiguous uint8 (D, H, W) in the image's framework, checked."""
     if ops.kind == "numpy":
-        if _device.is_gpu_array(mask):
+        if is_gpu_array(mask):
             raise ValueError("mask is a GPU array but image is on the CPU: pass both on "
                              "the same device")
-        m, _ = _arrays.to_numpy(mask, "mask")
-    elif _device.is_gpu_array(mask):
-        m, mops = _device.wrap(mask, "mask")
+        m, _ = to_numpy(mask, "mask")
+    elif is_gpu_array(mask):
+        m, mops = wrap(mask, "mask")
         if mops.kind != ops.kind:
             raise TypeError(f"mask is a {mops.kind} array but image is a {ops.kind} array")
     else:  # a host mask for a GPU image: copied once to the image's device
-        m = np.asarray(_arrays.to_numpy(mask, "mask")[0])
+        m = np.asarray(to_numpy(mask, "mask")[0])
         if m.dtype.kind not in "biuf":
             raise TypeError(f"mask: unsupported dtype {m.dtype}")
         m = np.ascontiguousarray(m != 0, dtype=np.uint8)
@@ -129,9 +113,9 @@ def _mask_like(mask, spatial, is_2d, ops, device):
 
 
 def _prepare(image, n_segments, compactness, spacing, sigma, mask, channel_axis,
-             ops=None) -> _Spatial:
+             ops=None) -> slic_kernels.SlicInput:
     if ops is None:
-        img, _ = _arrays.to_numpy(image, "image")
+        img, _ = to_numpy(image, "image")
         ops = _HOST
     else:
         img = image
@@ -196,48 +180,7 @@ def _prepare(image, n_segments, compactness, spacing, sigma, mask, channel_axis,
             sg = np.insert(sg, 0, 0.0)
     if is_2d:
         sg[0] = 0.0
-    return _Spatial(img, m, is_2d, multichannel, sp, sg, ops, count, box)
-
-
-# ----------------------------------------------------------------------------- grids
-
-
-def _grid_axes(shape, n_points) -> list[tuple[int, int, int]]:
-    """(start, step, count) per axis of scikit-image's regular seed grid."""
-    from skimage.util import regular_grid
-
-    out = []
-    for sl, dim in zip(regular_grid(shape, n_points), shape):
-        start = int(sl.start or 0)
-        step = int(sl.step or 1)
-        out.append((start, step, len(range(start, dim, step))))
-    return out
-
-
-def _fast_grid(shape, n_segments, mask, ops=_HOST, count=None, box=None):
-    """Seed grid (9 int32), number of cells and spatial step of the fast algorithm.
-
-    Without a mask it is scikit-image's grid. With a mask, the grid covers the mask's
-    bounding box with a density that puts about n_segments seeds inside the mask; the
-    kernel moves each seed to the cell's masked pixel nearest to it. `count` and `box`
-    (the mask's true pixels and bounding box) are computed from `mask` when not given.
-    """
-    if mask is None:
-        axes = _grid_axes(shape, n_segments)
-        origin = (0, 0, 0)
-    else:
-        lo, hi = box if box is not None else ops.bbox(mask)
-        count = count if count is not None else ops.count(mask)
-        box_shape = tuple(h - l for l, h in zip(lo, hi))
-        density = count / math.prod(box_shape)
-        axes = _grid_axes(box_shape, max(1, round(n_segments / density)))
-        origin = lo
-    grid = np.array([v for (start, step, n), o in zip(axes, origin) for v in (start + o, step, n)],
-                    dtype=np.int32)
-    n_cells = math.prod(a[2] for a in axes)
-    # like skimage, the spatial scale is the largest seed spacing (z is 1 for 2D)
-    step = float(max(a[1] for a in axes))
-    return grid, n_cells, step
+    return slic_kernels.SlicInput(img, m, is_2d, multichannel, sp, sg, ops, count, box)
 
 
 # ----------------------------------------------------------------------------- slic
@@ -347,10 +290,10 @@ def slic(image, n_segments=100, compactness=10.0, max_num_iter=10, sigma=0, spac
                 start_label=start_label, mask=mask, channel_axis=channel_axis,
                 intensity=intensity, algorithm=algorithm, threads=threads)
     arr, ops = _on_device(image, "image", device, algorithm)
-    if ops is None and _device.parse_device(device)[0] == "cuda":
+    if ops is None and parse_device(device)[0] == "cuda":
         return _via_gpu(slic, image, "image", device, args)
     if ops is None:
-        _, kind = _arrays.to_numpy(image, "image")
+        _, kind = to_numpy(image, "image")
         sp = _prepare(image, n_segments, compactness, spacing, sigma, mask, channel_axis)
     else:
         sp = _prepare(arr, n_segments, compactness, spacing, sigma, mask, channel_axis, ops)
@@ -358,19 +301,19 @@ def slic(image, n_segments=100, compactness=10.0, max_num_iter=10, sigma=0, spac
         raise ValueError(f"intensity='lab' needs a grey or 3-channel (RGB) image, got "
                          f"{sp.image.shape[3]} channels")
     nt = resolve_threads(threads)
-    run = _slic_reference if algorithm == "reference" else _slic_fast
+    run = slic_kernels.slic_reference if algorithm == "reference" else slic_kernels.slic_fast
     labels = run(sp, int(n_segments), float(compactness), int(max_num_iter),
                  bool(enforce_connectivity), float(min_size_factor), float(max_size_factor),
                  int(start_label), intensity, nt)
     if sp.is_2d:
         labels = labels[0]
-    return labels if ops is not None else _arrays.like(labels, kind)
+    return labels if ops is not None else like(labels, kind)
 
 
 def _on_device(x, name, device, algorithm):
     """(array, Ops) for a GPU array that may run where it is; (None, None) for host input."""
-    target, index = _device.parse_device(device)
-    if not _device.is_gpu_array(x):
+    target, index = parse_device(device)
+    if not is_gpu_array(x):
         if target == "cuda" and algorithm == "reference":
             raise ValueError("algorithm='reference' runs on the CPU only; use device='cpu' "
                              "or algorithm='fast'")
@@ -381,8 +324,8 @@ def _on_device(x, name, device, algorithm):
     if algorithm == "reference":
         raise ValueError("algorithm='reference' runs on the CPU only; for GPU arrays use "
                          "algorithm='fast' (or copy the array to the host)")
-    _device.cuda_module()  # a clear error when no device is usable, before any GPU work
-    arr, ops = _device.wrap(x, name)
+    cuda_module()  # a clear error when no device is usable, before any GPU work
+    arr, ops = wrap(x, name)
     if index is not None and index != ops.device_index(arr):
         raise ValueError(f"{name} is on cuda:{ops.device_index(arr)} but device={device!r}")
     return arr, ops
@@ -390,204 +333,17 @@ def _on_device(x, name, device, algorithm):
 
 def _via_gpu(func, x, name, device, args):
     """Run `func` on a host array copied to the GPU named by `device`; results come back."""
-    _device.cuda_module()
-    index = _device.parse_device(device)[1] or 0
+    cuda_module()
+    index = parse_device(device)[1] or 0
     import torch
 
-    was_torch = _arrays.is_torch(x)
-    host, _ = _arrays.to_numpy(x, name)
+    was_torch = is_torch(x)
+    host, _ = to_numpy(x, name)
     out = func(torch.from_numpy(np.ascontiguousarray(host)).to(f"cuda:{index}"),
                **{**args, "device": None})
     outs = out if isinstance(out, tuple) else (out,)
     back = tuple(o.cpu() if was_torch else o.cpu().numpy() for o in outs)
     return back if isinstance(out, tuple) else back[0]
-
-
-def _features_numpy(sp: _Spatial, intensity: str) -> np.ndarray:
-    """Rescaled (and L*a*b*/100) features in float64, for the pre-smoothing path only."""
-    img = sp.image.astype(np.float64)
-    vals = img if sp.mask is None else img[sp.mask.view(bool)]
-    lo, hi = vals.min(), vals.max()
-    img -= lo
-    if hi > lo:
-        img /= hi - lo
-    if intensity == "lab":
-        from skimage.color import rgb2lab
-
-        rgb = img if img.shape[3] == 3 else np.repeat(img, 3, axis=3)
-        lab = rgb2lab(rgb, channel_axis=-1) / 100.0
-        img = lab if img.shape[3] == 3 else lab[..., :1]
-    return img
-
-
-def _slic_fast(sp, n_segments, compactness, max_num_iter, enforce, min_size_factor,
-               max_size_factor, start_label, intensity, nt, batch=None, um_step=0,
-               want_labels=True):
-    image = sp.image if batch is None else batch  # batch: (N, D, H, W, C)
-    if image.ndim == 4:
-        image = image[None]
-    N, D, H, W, C = image.shape
-    grid, n_cells, step = _fast_grid((D, H, W), n_segments, sp.mask, sp.ops, sp.mask_count,
-                                     sp.mask_box)
-    mode = _MODE[intensity]
-    if sp.sigma.max() > 0:
-        if sp.ops.kind != "numpy":
-            raise ValueError("sigma > 0 (pre-smoothing) is not supported on GPU arrays; "
-                             "smooth the image on the GPU first and pass sigma=0")
-        from scipy.ndimage import gaussian_filter
-
-        feats = []
-        for n in range(N):
-            one = _Spatial(image[n], sp.mask, sp.is_2d, sp.multichannel, sp.spacing, sp.sigma)
-            f = _features_numpy(one, intensity)
-            feats.append(gaussian_filter(f, sigma=list(sp.sigma) + [0.0], mode="reflect"))
-        image = np.ascontiguousarray(np.stack(feats), dtype=np.float32)
-        mode = _MODE["raw"]
-    scale = 100.0 if intensity == "lab" else 1.0  # lab features are L*/100
-    w = (sp.spacing / step) ** 2
-    cw = (scale / compactness) ** 2
-    n_seeds = n_cells if sp.mask is None else min(n_segments, sp.mask_count)
-    region = sp.mask_count if sp.mask is not None else D * H * W
-    min_size = int(min_size_factor * region / n_seeds)
-    args = (mode, float(w[0]), float(w[1]), float(w[2]), float(cw), int(max_num_iter),
-            bool(enforce), min_size, int(start_label), int(um_step))
-    launch = _launch_cpu if sp.ops.kind == "numpy" else _launch_cuda
-    labels, um = launch(sp, image, grid, n_cells, args, want_labels, nt)
-    if batch is None:
-        return labels[0]
-    return labels, um
-
-
-def _launch_cpu(sp, image, grid, n_cells, args, want_labels, nt, gpu_layout=False):
-    """The steps of csrc/slic/slic_steps.h on the CPU. gpu_layout: in the CUDA
-    launcher's configuration (16-pixel segments, atomic centre sums); tests compare it."""
-    from umsynth import _cpu
-
-    N, D, H, W, C = image.shape
-    labels = np.empty((N, D, H, W), dtype=np.int64) if want_labels else None
-    um = np.empty((N, D, H, W), dtype=np.uint8) if args[-1] > 0 else None
-    _cpu.slic_fast(image, sp.mask, grid, N, D, H, W, C, *args, labels, um, nt, gpu_layout)
-    return labels, um
-
-
-def _launch_cuda(sp, image, grid, n_cells, args, want_labels, nt):
-    """The CUDA launcher on the array's device and the caller's stream, in chunks of
-    images when one launch would not fit (2^31 pixels, or the free GPU memory)."""
-    cuda = _device.cuda_module()
-    ops = sp.ops
-    N, D, H, W, C = image.shape
-    P = D * H * W
-    if P >= 2 ** 31:
-        raise ValueError(f"image too large: {P} pixels per image (at most 2^31 - 1)")
-    dev = ops.device_index(image)
-    item = ops.np_dtype(image).itemsize
-    code = _device.DTYPE_CODE[ops.np_dtype(image)]
-    labels = ops.empty((N, D, H, W), np.int64, dev) if want_labels else None
-    um = ops.empty((N, D, H, W), np.uint8, dev) if args[-1] > 0 else None
-    lohi = ops.minmax(image, sp.mask)
-    mask_ptr = ops.ptr(sp.mask) if sp.mask is not None else 0
-    chunk, start = max(1, min(N, (2 ** 31 - 1) // P)), 0
-    while start < N:
-        n = min(chunk, N - start)
-        nbytes = int(cuda.slic_scratch_bytes(dev, code, args[0], n, D, H, W, C, n_cells))
-        try:
-            scratch = ops.empty((nbytes,), np.uint8, dev)
-        except ops.oom_errors():
-            if n == 1:
-                raise MemoryError(f"not enough free GPU memory on cuda:{dev} for one "
-                                  f"{D}x{H}x{W} image ({nbytes / 2**20:.0f} MiB of scratch)") from None
-            chunk = max(1, n // 2)  # nothing was written yet: retry with smaller chunks
-            continue
-        cuda.slic_fast(dev, ops.stream(dev), ops.ptr(image) + start * P * C * item, code,
-                       mask_ptr, [int(v) for v in grid], n, D, H, W, C, *args,
-                       ops.ptr(lohi) + start * 16,
-                       ops.ptr(labels) + start * P * 8 if labels is not None else 0,
-                       ops.ptr(um) + start * P if um is not None else 0,
-                       ops.ptr(scratch), nbytes)
-        del scratch  # back to the framework's pool, reused in stream order
-        start += n
-    return labels, um
-
-
-# ----------------------------------------------------------------------------- reference
-
-
-def _mask_centroids(mask3d: np.ndarray, n_centroids: int, multichannel: bool):
-    """Seeds spread over a mask as scikit-image 0.26 places them (k-means, seed 123)."""
-    from scipy.cluster.vq import kmeans2
-    from scipy.spatial.distance import pdist, squareform
-
-    coord = np.array(np.nonzero(mask3d), dtype=float).T
-    rng = np.random.RandomState(123)  # the legacy generator skimage seeds; same draws
-    idx_full = np.arange(len(coord), dtype=int)
-    idx = np.sort(rng.choice(idx_full, min(n_centroids, len(coord)), replace=False))
-    # skimage sizes the dense k-means subset from the 3D mask it has at this point
-    ndim_spatial = mask3d.ndim - 1 if multichannel else mask3d.ndim
-    n_dense = int((10 ** ndim_spatial) * n_centroids)
-    dense = np.sort(rng.choice(idx_full, n_dense, replace=False)) if len(coord) > n_dense \
-        else Ellipsis
-    centroids, _ = kmeans2(coord[dense], coord[idx], iter=5)
-    dist = squareform(pdist(centroids))
-    np.fill_diagonal(dist, np.inf)
-    closest = dist.argmin(-1)
-    steps = abs(centroids - centroids[closest, :]).mean(0)
-    return centroids, steps
-
-
-def _slic_reference(sp, n_segments, compactness, max_num_iter, enforce, min_size_factor,
-                    max_size_factor, start_label, intensity, nt):
-    """scikit-image 0.26's slic, step for step, with the loops in C++."""
-    from skimage.util import img_as_float
-
-    from umsynth import _cpu
-
-    img = img_as_float(sp.image)
-    dtype = np.float32 if img.dtype == np.float32 else np.float64
-    img = img.astype(dtype, copy=True)
-    mask = sp.mask
-    vals = img if mask is None else img[mask.view(bool)]
-    imin, imax = vals.min(), vals.max()
-    img -= imin
-    if imax != imin:
-        img /= imax - imin
-    if intensity == "lab":
-        from skimage.color import rgb2lab
-
-        rgb = img if img.shape[3] == 3 else np.repeat(img, 3, axis=3)
-        img = rgb2lab(rgb, channel_axis=-1)
-    # skimage treats the grey-as-RGB call as multichannel: it matters for mask seeding
-    multichannel = sp.multichannel or intensity == "lab"
-    D, H, W, C = img.shape
-    if mask is not None:
-        centroids, steps = _mask_centroids(mask, n_segments, multichannel)
-    else:
-        axes = _grid_axes((D, H, W), n_segments)
-        zz, yy, xx = (np.arange(s, dim, st) for (s, st, _), dim in zip(axes, (D, H, W)))
-        centroids = np.stack(np.meshgrid(zz, yy, xx, indexing="ij"), -1).reshape(-1, 3)
-        steps = np.array([st for _, st, _ in axes], dtype=float)
-    spacing = np.ascontiguousarray(sp.spacing, dtype=dtype)
-    sigma = np.asarray(sp.sigma, dtype=dtype)
-    if (sigma > 0).any():
-        from skimage.filters import gaussian
-
-        img = gaussian(img, sigma=list(sigma) + [0], mode="reflect")
-    k = centroids.shape[0]
-    segments = np.ascontiguousarray(np.concatenate([centroids, np.zeros((k, C))], axis=-1),
-                                    dtype=dtype)
-    step = float(np.float32(max(steps)))
-    img = np.ascontiguousarray(img * (1.0 / compactness), dtype=dtype)
-    windows = np.array([st for _, st, _ in _grid_axes((D, H, W), k)], dtype=np.int64)
-    run = _cpu.slic_reference_f32 if dtype == np.float32 else _cpu.slic_reference_f64
-    labels = np.empty((D, H, W), dtype=np.int64)
-    if mask is not None:  # maskSLIC: first move the seeds with space alone
-        run(img, mask, segments, step, windows, max_num_iter, spacing, True, start_label,
-            labels, nt)
-    run(img, mask, segments, step, windows, max_num_iter, spacing, False, start_label, labels, nt)
-    if enforce:
-        size = (int(mask.sum()) if mask is not None else D * H * W) / k
-        labels = _cpu.enforce_connectivity_reference(labels, int(min_size_factor * size),
-                                                     int(max_size_factor * size), start_label)
-    return labels
 
 
 # ----------------------------------------------------------------------------- UM
@@ -642,13 +398,13 @@ def unsupervised_mask(images, n_segments=512, compactness=10.0, step=10, intensi
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 1 <= step <= 255:
         raise ValueError(f"step must be an integer in 1..255, got {step!r}")
     garr, ops = _on_device(images, "images", device, algorithm)
-    if ops is None and _device.parse_device(device)[0] == "cuda":
+    if ops is None and parse_device(device)[0] == "cuda":
         return _via_gpu(unsupervised_mask, images, "images", device,
                         dict(n_segments=n_segments, compactness=compactness, step=step,
                              intensity=intensity, algorithm=algorithm,
                              return_labels=return_labels, threads=threads))
     if ops is None:
-        arr, kind = _arrays.to_numpy(images, "images")
+        arr, kind = to_numpy(images, "images")
         ops = _HOST
     else:
         arr, kind = garr, ops.kind
@@ -671,24 +427,45 @@ def unsupervised_mask(images, n_segments=512, compactness=10.0, step=10, intensi
     if ops.np_dtype(arr).kind == "f" and not ops.all_finite(arr):
         raise ValueError("images contain NaN or Inf values")
     nt = resolve_threads(threads)
-    from umsynth import _cpu
-
     if algorithm == "fast":
         batch = ops.contiguous(arr).reshape(N, 1, H, W, 1)
-        labels, um = _slic_fast(sp, int(n_segments), float(compactness), 10, True, 0.5, 3.0, 1,
-                                intensity, nt, batch=batch, um_step=int(step),
-                                want_labels=return_labels)
+        # slic's defaults: 10 iterations, connectivity, min_size_factor 0.5, labels from 1
+        labels, um = slic_kernels.slic_fast(
+            sp, n_segments=int(n_segments), compactness=float(compactness), max_num_iter=10,
+            enforce=True, min_size_factor=0.5, max_size_factor=3.0, start_label=1,
+            intensity=intensity, nt=nt, batch=batch, um_step=int(step), want_labels=return_labels)
         um = um.reshape(N, H, W)
     else:
         labels = np.stack([slic(a, n_segments=n_segments, compactness=compactness,
                                 intensity=intensity, algorithm="reference", threads=nt)
                            for a in arr])
-        um = np.empty((N, H, W), dtype=np.uint8)
-        _cpu.unsupervised_mask_fill(np.ascontiguousarray(arr), labels.astype(np.int32), N, H * W,
-                                    1, int(step), um, nt)
+        um = slic_kernels.um_fill(arr, labels, step, nt)
     um = um.reshape(in_shape)
     if ops is not _HOST:  # already the caller's kind of array, on its device
         return (um, labels.reshape(in_shape)) if return_labels else um
     if not return_labels:
-        return _arrays.like(um, kind)
-    return _arrays.like(um, kind), _arrays.like(labels.reshape(in_shape), kind)
+        return like(um, kind)
+    return like(um, kind), like(labels.reshape(in_shape), kind)
+
+
+# ----------------------------------------------------------------------------- UM settings
+
+
+@dataclass(frozen=True)
+class UMConfig:
+    """The arguments of :func:`umsynth.unsupervised_mask` that define a UM.
+
+    Defaults are SemiCS2's (method.md §2): 512 superpixels, compactness 10, means
+    quantized to multiples of 10, SLIC in CIE L*.
+    """
+
+    n_segments: int = 512
+    compactness: float = 10.0
+    step: int = 10
+    intensity: str = "lab"
+
+    def compute(self, image, *, threads=None) -> tuple[np.ndarray, np.ndarray]:
+        """UM (uint8, same shape) and superpixel labels (int64, from 1) of one grey image."""
+        return unsupervised_mask(image, n_segments=self.n_segments, compactness=self.compactness,
+                                 step=self.step, intensity=self.intensity, return_labels=True,
+                                 threads=threads)

@@ -2,44 +2,19 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
-from umsynth._arrays import check_finite, to_numpy
+from umsynth.covariance import centre, check_cov
+from umsynth.files import atomic_write
+from umsynth.kernels.arrays import check_finite, device_ops, to_numpy
 
 __all__ = ["FeatureStats", "centre"]
 
 # Written into every .npz; load refuses files from a newer format.
 FORMAT_NAME = "umsynth-feature-stats"
 FORMAT_VERSION = 1
-
-
-def centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and centred copy of the rows of a float64 array, to full precision.
-
-    Parameters
-    ----------
-    x : numpy.ndarray, shape (n, d), float64
-
-    Returns
-    -------
-    mean : numpy.ndarray, shape (d,)
-    centred : numpy.ndarray, shape (n, d)
-        ``x - mean``.
-
-    Notes
-    -----
-    Two passes: the mean of the first centring is subtracted again, which removes the
-    rounding error of the first mean (matters when all features share a large offset).
-    """
-    # positional axes: the same code centres torch and CuPy arrays on their device
-    mean = x.mean(0)
-    xc = x - mean
-    fix = xc.mean(0)
-    xc -= fix
-    return mean + fix, xc
 
 
 class FeatureStats:
@@ -108,7 +83,7 @@ class FeatureStats:
         self._m2: np.ndarray | None = np.zeros((dim, dim))
         self._sigma: np.ndarray | None = None  # only for pytorch-fid statistics (n unknown)
         self._rows: list[np.ndarray] = []
-        self._ops = None  # umsynth._gpu ops while the state lives on a GPU
+        self._ops = None  # umsynth.kernels.arrays ops while the state lives on a GPU
 
     # ------------------------------------------------------------------ accumulation
 
@@ -130,8 +105,6 @@ class FeatureStats:
         ValueError
             For a wrong shape or dimension, NaN or Inf, or statistics without a sample count.
         """
-        from umsynth._gpu import device_ops
-
         ops = device_ops(x)
         if ops is not None or self._ops is not None:
             return self._update_device(ops, x)
@@ -319,7 +292,7 @@ class FeatureStats:
         }
         if self.keep_features:
             arrays["features"] = host(self.features)
-        _atomic_savez(os.fspath(path), arrays)
+        atomic_write(os.fspath(path), lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStats":
@@ -397,6 +370,57 @@ class FeatureStats:
         out._sigma = sigma
         return out
 
+    # ------------------------------------------------------------------ distributed
+
+    def all_reduce(self, group=None) -> "FeatureStats":
+        """Combine the statistics of all ``torch.distributed`` processes, exactly, in place.
+
+        Two all-reduces (sums, float64): first n and n * mean give the global mean mu; then
+        each process adds ``M2_r + n_r (mean_r - mu)(mean_r - mu)^T``, which sums to the
+        global scatter matrix (the parallel-variance identity; no raw sums of squares, so no
+        cancellation). Kept raw features are dropped (the covariance route is used).
+
+        Parameters
+        ----------
+        group : torch.distributed.ProcessGroup, optional
+            The processes to combine (default: the whole world). Every process of the group
+            must call this method.
+
+        Returns
+        -------
+        FeatureStats
+            ``self``, now the statistics of all processes' samples, identical on every process.
+
+        Raises
+        ------
+        ValueError
+            For statistics without a sample count, or held on a GPU.
+        """
+        import torch
+        import torch.distributed as dist
+
+        self._require_count("all-reduce")
+        if self._ops is not None:
+            raise ValueError(f"cannot all-reduce statistics held on {self._ops.device}; "
+                             "accumulate host features")
+        n_r = self._n
+        mean_r = self._mean
+        head = torch.from_numpy(np.concatenate([[float(n_r)], mean_r * n_r]))
+        dist.all_reduce(head, group=group)
+        n = int(round(float(head[0])))
+        if n == 0:
+            return self
+        mu = head[1:].numpy() / n
+        delta = mean_r - mu
+        m2 = self._m2 if n_r else np.zeros((self.dim, self.dim))
+        part = torch.from_numpy(m2 + np.outer(delta, delta * n_r))
+        dist.all_reduce(part, group=group)
+        m2 = part.numpy()
+        # keep M2 exactly symmetric whatever rounding the sums did
+        self._n, self._mean, self._m2 = n, mu, (m2 + m2.T) * 0.5
+        self.keep_features, self._rows = False, []
+        return self
+
 
 def _open_npz(path):
     try:
@@ -418,22 +442,4 @@ def _read_mu_sigma(f, path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path}: mu has shape {mu.shape} and sigma {sigma.shape}; expected (d,) and (d, d)")
     check_finite(mu, f"{path}: mu")
     check_finite(sigma, f"{path}: sigma")
-    from umsynth.frechet import _check_cov
-
-    return mu, _check_cov(sigma, f"{path}: sigma", mu.shape[0])
-
-
-def _atomic_savez(path: str, arrays: dict) -> None:
-    """np.savez to a temporary file beside ``path``, then rename, so readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    return mu, check_cov(sigma, f"{path}: sigma", mu.shape[0])

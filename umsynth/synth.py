@@ -30,9 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Variety", "load_generator", "synthesize", "export_onnx"]
+from umsynth.data.io import find_montages, read_montage, read_nifti, write_nifti
+from umsynth.data.window import HU_WINDOW, window_hu
+from umsynth.files import atomic_write, is_nifti, nifti_stem, write_png
+from umsynth.masks import UMConfig
+from umsynth.runtime import resolve_device
+from umsynth.train.config import config_from_dict
 
-_NIFTI = (".nii.gz", ".nii")
+__all__ = ["Variety", "load_generator", "synthesize", "export_onnx"]
 
 
 @dataclass(frozen=True)
@@ -60,24 +65,13 @@ class Variety:
         return self.requantize is not None or self.jitter > 0 or self.reseed
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but no CUDA device is usable")
-    return dev
-
-
 def load_generator(checkpoint, device="cpu"):
     """(generator in eval mode, Config) from a training checkpoint (weights-only load)."""
+    # torch-based modules: imported when a model is loaded, so importing this module stays light
     from umsynth.train.checkpoint import load_checkpoint
-    from umsynth.train.config import config_from_dict
     from umsynth.train.loop import build_generator
 
-    dev = _device(device) if isinstance(device, str) else device
+    dev = resolve_device(device)
     st = load_checkpoint(checkpoint, map_location="cpu")
     cfg = config_from_dict(st["config"])
     gen = build_generator(cfg)
@@ -99,23 +93,12 @@ class _Input:
     spacing: tuple | None = None        # set when the input was NIfTI
 
 
-def _is_nifti(p: Path) -> bool:
-    return p.name.lower().endswith(_NIFTI)
-
-
 def _stem(p: Path) -> str:
-    n = p.name
-    for s in _NIFTI:
-        if n.lower().endswith(s):
-            return n[:-len(s)]
-    return p.stem
+    return nifti_stem(p) or p.stem
 
 
 def _read_path(p: Path, as_um: bool) -> _Input:
-    from umsynth.data.io import read_montage, read_nifti
-    from umsynth.data.window import window_hu
-
-    if _is_nifti(p):
+    if is_nifti(p):
         vol = read_nifti(p)
         if vol.array.shape[0] != 1:
             raise ValueError(f"{p}: a NIfTI input must be one 2D montage, got a volume of shape "
@@ -158,10 +141,8 @@ def _gather(inputs, as_um: bool, names) -> list[_Input]:
         if isinstance(x, (str, os.PathLike)):
             p = Path(x)
             if p.is_dir():
-                from umsynth.data.io import find_montages
-
                 out.extend(_read_path(q, as_um) for _, q, _ in find_montages(p))
-                out.extend(_read_path(q, as_um) for q in sorted(p.iterdir()) if _is_nifti(q))
+                out.extend(_read_path(q, as_um) for q in sorted(p.iterdir()) if is_nifti(q))
             else:
                 out.append(_read_path(p, as_um))
         else:
@@ -213,7 +194,7 @@ def _reseeded(grey: np.ndarray, um_config, rng) -> tuple[np.ndarray, np.ndarray]
 
 def _condition(it: _Input, variety: Variety, variant: int, index: int, tr: int, um_config):
     """(um uint8, edges float32) of one variant of one input."""
-    from umsynth.data.datasets import superpixel_edges
+    from umsynth.data.datasets import superpixel_edges  # torch-based, like the modules below
 
     rng = np.random.default_rng([variety.seed, index, variant])
     um, sp, edges = it.um, it.superpixels, it.edges
@@ -240,8 +221,6 @@ def _condition(it: _Input, variety: Variety, variant: int, index: int, tr: int, 
 
 
 def _write(out: Path, stem: str, um, ct01, seg, spacing, window) -> dict:
-    from umsynth.data.io import write_nifti, write_png
-
     paths = {"um": out / f"{stem}_um.png", "ct": out / f"{stem}_ct.png", "seg": out / f"{stem}_seg.png"}
     write_png(paths["um"], um)
     write_png(paths["ct"], np.rint(ct01 * 255).astype(np.uint8))
@@ -278,7 +257,7 @@ def synthesize(checkpoint, inputs, out_dir, *, variety: Variety = Variety(), bat
         "auto", "cpu", "cuda" or "cuda:N".
     amp : {"none", "bf16", "fp16"}
         Autocast on CUDA (ignored on the CPU).
-    um_config : umsynth.data.prepare.UMConfig, optional
+    um_config : umsynth.masks.UMConfig, optional
         How UMs are made from grey montages (default: SemiCS2's).
     inputs_are : {"images", "ums"}
     names : list of str, optional
@@ -303,8 +282,6 @@ def synthesize(checkpoint, inputs, out_dir, *, variety: Variety = Variety(), bat
     import torch
     from tqdm import tqdm
 
-    from umsynth.data.prepare import UMConfig
-    from umsynth.data.window import HU_WINDOW
     from umsynth.train.conditioning import conditioning_input
 
     if inputs_are not in ("images", "ums"):
@@ -314,7 +291,7 @@ def synthesize(checkpoint, inputs, out_dir, *, variety: Variety = Variety(), bat
     if amp not in ("none", "bf16", "fp16"):
         raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
     um_config = um_config or UMConfig()
-    dev = _device(device)
+    dev = resolve_device(device)
     gen, cfg = load_generator(checkpoint, dev)
     m = cfg.model
     items = _gather(inputs, inputs_are == "ums", names)
@@ -387,13 +364,11 @@ def export_onnx(checkpoint, path, *, height: int = 256, width: int = 256, opset:
     """
     import torch
 
-    from umsynth.data.io import atomic_write
-
     gen, cfg = load_generator(checkpoint, "cpu")
     if height % gen.factor or width % gen.factor:
         raise ValueError(f"height and width must be divisible by {gen.factor}, got {height}x{width}")
     m = cfg.model
-    from umsynth.train.conditioning import conditioning_channels
+    from umsynth.train.conditioning import conditioning_channels  # imports torch
 
     c = conditioning_channels(m.conditioning, m.n_classes, m.use_edges)
     x = torch.rand(2, c, height, width, generator=torch.Generator().manual_seed(0)) * 2 - 1

@@ -57,8 +57,8 @@ log "- build: ok in $(( $(date +%s) - t0 )) s, CUDA architectures $($PY -c 'from
 # 2. the device
 echo "== device" >&2
 reason=$($PY -c "
-import umsynth._config as c
-ok, why = c.cuda_status()
+from umsynth.kernels.config import cuda_status
+ok, why = cuda_status()
 print(why)
 raise SystemExit(0 if ok else 3)")
 if [ $? -ne 0 ]; then

@@ -17,7 +17,7 @@ def main() -> int:
     import torch
 
     import umsynth
-    from umsynth import _polar
+    from umsynth.kernels.polar import PolarConfig
 
     rng = np.random.default_rng(0)
     bad = 0
@@ -28,7 +28,7 @@ def main() -> int:
         sig = np.stack([np.cov(x, rowvar=False) for x in sets])
         want = umsynth.frechet_distance_batch(mus[:batch], sig[:batch], mus[batch:], sig[batch:], method="svd")
         for portable in (False, True):
-            cfg = _polar.PolarConfig(portable=portable)
+            cfg = PolarConfig(portable=portable)
             args = (torch.from_numpy(a).cuda() for a in (mus[:batch], sig[:batch], mus[batch:], sig[batch:]))
             got = umsynth.frechet_distance_batch(*args, config=cfg).cpu().numpy()
             err = np.abs(got - want) / want

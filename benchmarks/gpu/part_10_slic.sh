@@ -14,7 +14,7 @@ echo >> "$S"
 
 # 1. GPU tests: GPU labels and UMs equal the CPU path's, streams, bad input, memory
 echo "== SLIC GPU tests" | tee "$LOG" >&2
-$PY -m pytest -q -p no:cacheprovider -rs tests/test_slic_gpu.py tests/test_slic_cuda_cpu.py \
+$PY -m pytest -q -p no:cacheprovider -rs tests/kernels/test_slic_gpu.py tests/kernels/test_slic_cuda_cpu.py \
     >> "$LOG" 2>&1
 rc=$?
 line=$(grep -E '(passed|failed|error)' "$LOG" | tail -1)

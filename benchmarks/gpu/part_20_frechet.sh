@@ -14,7 +14,7 @@ PY=${PYTHON:-.venv/bin/python}
 SUM="$OUT/summary.md"
 echo "## Fréchet distance (part_20_frechet.sh)" >> "$SUM"
 
-reason=$("$PY" -c "from umsynth._config import cuda_status; ok, why = cuda_status(); print(why); raise SystemExit(0 if ok else 3)" 2>&1)
+reason=$("$PY" -c "from umsynth.kernels.config import cuda_status; ok, why = cuda_status(); print(why); raise SystemExit(0 if ok else 3)" 2>&1)
 if [ $? -ne 0 ]; then
   echo "FD GPU check skipped: no usable CUDA device ($reason)."
   echo "- skipped: no usable CUDA device ($reason)" >> "$SUM"
@@ -38,7 +38,7 @@ step() {  # step NAME LOGFILE COMMAND...: run, record PASS/FAIL with the log's l
 }
 
 step "FD GPU tests" "$OUT/frechet_tests.log" \
-  "$PY" -m pytest -q -rs -p no:cacheprovider -m gpu tests/test_frechet_polar.py
+  "$PY" -m pytest -q -rs -p no:cacheprovider -m gpu tests/frechet/test_frechet_polar.py
 
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [ -x "$SAN" ]; then

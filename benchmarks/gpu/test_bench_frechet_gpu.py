@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 import pytest
 
-from umsynth._config import cuda_status
+from umsynth.kernels.config import cuda_status
 
 torch = pytest.importorskip("torch")
 _OK, _WHY = cuda_status()

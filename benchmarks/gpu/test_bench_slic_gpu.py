@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 import umsynth
+from umsynth.kernels.config import cuda_status
 from umsynth.samples import chest_montage
 
-_USABLE, _REASON = umsynth._config.cuda_status()
+_USABLE, _REASON = cuda_status()
 pytestmark = pytest.mark.skipif(not _USABLE, reason=_REASON)
 torch = pytest.importorskip("torch")
 

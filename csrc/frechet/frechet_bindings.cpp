@@ -88,9 +88,15 @@ void bind_frechet(py::module_& m) {
         py::arg("ell"), py::arg("floor"), py::arg("rtol"), py::arg("floor_abs"), py::arg("step"),
         py::arg("active").noconvert(), py::arg("t_out").noconvert(), py::arg("bound_out").noconvert(),
         py::arg("iters").noconvert(), "Stopping test of one step for a batch (clears active where converged).");
-  m.def("polar_update", &ums::frechet::polar_update);
-  m.def("polar_terms", &terms_py);
-  m.def("polar_error_bound", &ums::frechet::polar_error_bound);
-  m.def("polar_converged", &ums::frechet::polar_converged);
+  m.def("polar_update", &ums::frechet::polar_update, py::arg("a"), py::arg("b"), py::arg("x"),
+        py::arg("xg"), "One element of a step: a x - b xg.");
+  m.def("polar_terms", &terms_py, py::arg("x"), py::arg("xg"), py::arg("m"),
+        "One element's share (t, s) of the certificate's traces.");
+  m.def("polar_error_bound", &ums::frechet::polar_error_bound, py::arg("s"), py::arg("alpha"),
+        py::arg("k"), py::arg("ell"), py::arg("floor"),
+        "Bound on the nuclear norm's missing part (negative: not certifiable yet).");
+  m.def("polar_converged", &ums::frechet::polar_converged, py::arg("base"), py::arg("t"),
+        py::arg("bound"), py::arg("rtol"), py::arg("floor_abs"),
+        "The stopping test of one problem.");
 }
 #endif

@@ -15,23 +15,6 @@
 #include "slic/slic_steps.h"
 
 namespace ums {
-
-std::pair<bool, std::string> cuda_device_status() {
-  int n = 0;
-  cudaError_t err = cudaGetDeviceCount(&n);
-  if (err == cudaErrorInsufficientDriver || err == cudaErrorNoDevice ||
-      err == cudaErrorStubLibrary) {
-    cudaGetLastError();  // clear the sticky error
-    return {false, std::string("no usable CUDA device: ") + cudaGetErrorString(err)};
-  }
-  if (err != cudaSuccess) {
-    cudaGetLastError();
-    return {false, std::string("CUDA error: ") + cudaGetErrorString(err)};
-  }
-  if (n == 0) return {false, "no CUDA device found"};
-  return {true, std::to_string(n) + " CUDA device(s)"};
-}
-
 namespace slic {
 namespace {
 

@@ -2,16 +2,10 @@
 // the declarations use plain integers so that the binding file needs no CUDA header.
 #pragma once
 #include <cstdint>
-#include <string>
-#include <utility>
 
 #include "slic/slic_kernels.h"
 
 namespace ums {
-// (usable, reason). Error 35 (no driver), 100 (no device) and 34 (stub library)
-// all mean "no CUDA device here", reported as such, never as a crash or warning.
-std::pair<bool, std::string> cuda_device_status();
-
 namespace slic {
 
 // Bytes of device scratch slic_fast_cuda needs for a batch of shape s, input dtype and

@@ -16,116 +16,18 @@
 //   - lists (component roots, pixels of small components) and consecutive labels:
 //     exclusive scans, in raster order.
 // Hence CPU and GPU labels are equal bit for bit, for any thread count or segment
-// length; tests/test_slic_kernel_reference.py checks them against umsynth._reference.
+// length; tests/kernels/test_slic_kernel_reference.py checks them against
+// umsynth.kernels.reference.
 #pragma once
 #include <cstdint>
 
+#include "atomics.h"
 #include "slic/slic_kernels.h"
+#include "union_find.h"
 
 namespace ums {
 namespace slic {
 namespace steps {
-
-// ------------------------------------------------------------------ atomics
-
-UMS_HD void atomic_add(int64_t* p, int64_t v) {
-#if defined(__CUDA_ARCH__)
-  atomicAdd((unsigned long long*)p, (unsigned long long)v);  // two's complement wraps
-#else
-  __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
-#endif
-}
-UMS_HD void atomic_add(int32_t* p, int32_t v) {
-#if defined(__CUDA_ARCH__)
-  atomicAdd(p, v);
-#else
-  __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
-#endif
-}
-UMS_HD int32_t atomic_min(int32_t* p, int32_t v) {  // returns the old value
-#if defined(__CUDA_ARCH__)
-  return atomicMin(p, v);
-#else
-  int32_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
-  while (v < cur && !__atomic_compare_exchange_n(p, &cur, v, true, __ATOMIC_RELAXED,
-                                                 __ATOMIC_RELAXED)) {
-  }
-  return cur;
-#endif
-}
-UMS_HD void atomic_min(uint64_t* p, uint64_t v) {
-#if defined(__CUDA_ARCH__)
-  atomicMin((unsigned long long*)p, (unsigned long long)v);
-#else
-  uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
-  while (v < cur && !__atomic_compare_exchange_n(p, &cur, v, true, __ATOMIC_RELAXED,
-                                                 __ATOMIC_RELAXED)) {
-  }
-#endif
-}
-UMS_HD void atomic_max(uint64_t* p, uint64_t v) {
-#if defined(__CUDA_ARCH__)
-  atomicMax((unsigned long long*)p, (unsigned long long)v);
-#else
-  uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
-  while (v > cur && !__atomic_compare_exchange_n(p, &cur, v, true, __ATOMIC_RELAXED,
-                                                 __ATOMIC_RELAXED)) {
-  }
-#endif
-}
-// Sets a flag that many elements may set. Read first: once it is set, the cache line
-// stays shared instead of bouncing between cores on every store.
-UMS_HD void store_flag(int32_t* p) {
-#if defined(__CUDA_ARCH__)
-  if (*(volatile int32_t*)p == 0) *(volatile int32_t*)p = 1;
-#else
-  if (__atomic_load_n(p, __ATOMIC_RELAXED) == 0) __atomic_store_n(p, 1, __ATOMIC_RELAXED);
-#endif
-}
-// A parent link that other threads may be changing.
-UMS_HD int32_t load_link(const int32_t* p) {
-#if defined(__CUDA_ARCH__)
-  return *(const volatile int32_t*)p;
-#else
-  return __atomic_load_n(p, __ATOMIC_RELAXED);
-#endif
-}
-
-UMS_HD void store_link(int32_t* p, int32_t v) {
-#if defined(__CUDA_ARCH__)
-  *(volatile int32_t*)p = v;
-#else
-  __atomic_store_n(p, v, __ATOMIC_RELAXED);
-#endif
-}
-
-// ------------------------------------------------------------------ union-find
-// Links always point to a smaller index, so a root is the smallest index of its set
-// whatever order the unions run in.
-
-UMS_HD int32_t uf_root(const int32_t* par, int32_t i) {
-  while (true) {
-    const int32_t q = load_link(par + i);
-    if (q == i) return i;
-    i = q;
-  }
-}
-
-UMS_HD void uf_join(int32_t* par, int32_t a, int32_t b) {
-  while (true) {
-    a = uf_root(par, a);
-    b = uf_root(par, b);
-    if (a == b) return;
-    if (a > b) {
-      const int32_t t = a;
-      a = b;
-      b = t;
-    }
-    const int32_t old = atomic_min(par + b, a);
-    if (old == b) return;
-    b = old;  // b had been linked meanwhile: join its new parent instead
-  }
-}
 
 // ------------------------------------------------------------------ geometry
 

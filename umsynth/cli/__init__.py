@@ -9,6 +9,7 @@ import argparse
 import importlib
 import sys
 
+from umsynth import __version__
 from umsynth.frechet import ConvergenceError
 
 # sub-command name -> module under umsynth.cli that registers it
@@ -27,8 +28,6 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from umsynth import __version__
-
     parser = argparse.ArgumentParser(
         prog="umsynth",
         description="Annotated CT synthesis from unsupervised masks (SemiCS2 method).",

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from umsynth.demo import DemoConfig, run_demo
+    from umsynth.demo import DemoConfig, run_demo  # imports torch: only when the demo runs
 
     over = {k: v for k, v in (("size", args.size), ("steps", args.steps), ("n_cases", args.cases)) if v is not None}
     over.update(device=args.device, seed=args.seed)

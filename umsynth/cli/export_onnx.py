@@ -1,6 +1,8 @@
 """``umsynth export-onnx``: the generator of a checkpoint as an ONNX file, checked with onnxruntime."""
 from __future__ import annotations
 
+from umsynth.synth import export_onnx
+
 
 def register(subparsers) -> None:
     """Add the ``export-onnx`` sub-command to ``subparsers``."""
@@ -21,8 +23,6 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Run ``umsynth export-onnx``."""
-    from umsynth.synth import export_onnx
-
     if not args.no_check:
         try:
             import onnxruntime  # noqa: F401

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from umsynth.cli._actions import action_parser
+from umsynth.files import list_images, read_image
+
 DESCRIPTION = """\
 Train umsynth's own CT feature extractors on a folder of real images (ideally SemiCS2
 2x2 montages), one small CNN per self-supervised task, no manual labels needed:
@@ -23,8 +26,6 @@ written atomically to one .safetensors file. With --checkpoint, an interrupted r
 
 def register(subparsers) -> None:
     """Add the ``extractors`` sub-command (with its ``train`` action)."""
-    from umsynth.cli._actions import action_parser
-
     t = action_parser(subparsers, "extractors", "train CT feature extractor suites for MM-FID",
                       "train", "train a suite on a folder of real images", DESCRIPTION)
     t.add_argument("real", metavar="REAL_DIR", help="folder of real images")
@@ -50,8 +51,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from umsynth.extractors import TINY_CONFIG, TrainConfig, save_suite, train_suite
-    from umsynth.features import list_images, read_image
+    from umsynth.extractors import TINY_CONFIG, SuiteTrainConfig, save_suite, train_suite  # imports torch
 
     real = Path(args.real)
     if not real.is_dir():
@@ -65,9 +65,9 @@ def run_train(args: argparse.Namespace) -> int:
         missing = [f.name for f in files if not (lab_dir / f.name).is_file()]
         if missing:
             raise ValueError(f"--labels {lab_dir}: no label map for {', '.join(missing[:3])}")
-        labels = np.stack([np.rint(read_image(lab_dir / f.name) * 255).astype(np.int64) for f in files])
+        labels = np.stack([read_image(lab_dir / f.name, "values").astype(np.int64) for f in files])
     meta = _read_meta(args.meta, files) if args.meta else None
-    config = TINY_CONFIG if args.quick else TrainConfig()
+    config = TINY_CONFIG if args.quick else SuiteTrainConfig()
     changes = {k: v for k, v in (("steps", args.steps), ("size", args.size),
                                  ("tasks", tuple(args.tasks) if args.tasks else None),
                                  ("scales", tuple(args.scales) if args.scales else None)) if v is not None}

@@ -7,6 +7,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from umsynth.frechet import frechet_distance_from_stats
+from umsynth.runtime import resolve_device
+from umsynth.stats import FeatureStats
+
 DESCRIPTION = """\
 Fréchet distance (FID) between two sets of images. Each PATH is a folder of images
 (PNG, JPG, TIFF or BMP, grey or RGB, read directly in the folder) or a statistics .npz
@@ -48,7 +52,7 @@ def register(subparsers) -> None:
                         "with PATH2 as well, the FID is also printed")
     p.add_argument("--batch-size", type=int, default=50, help="images per batch (default 50)")
     p.add_argument("--device", default="cpu",
-                   help="torch device for the network: cpu (default) or cuda[:N]")
+                   help="torch device for the network: cpu (default), cuda[:N] or auto")
     p.add_argument("--num-workers", type=int, default=0,
                    help="processes that read images (default 0: the main process)")
     p.add_argument("--inception-weights", metavar="FILE",
@@ -70,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success. Bad input raises ValueError, which ``umsynth`` prints as one line.
     """
-    from umsynth.frechet import frechet_distance_from_stats
-
     if args.path2 is None and not args.save_stats:
         raise ValueError("give two paths (image folders or .npz statistics), or one path with --save-stats OUT.npz")
     if args.batch_size < 1:
@@ -112,11 +114,9 @@ class _StatsLoader:
         self._extractor = None
 
     def __call__(self, path: str):
-        from umsynth.stats import FeatureStats
-
         p = _check_path(path)
         if p.is_dir():
-            from umsynth.features import folder_stats
+            from umsynth.extractors.classic import folder_stats  # imports torch: only for folders
 
             return folder_stats(p, self.extractor(), batch_size=self.args.batch_size,
                                 num_workers=self.args.num_workers, progress=not self.args.no_progress)
@@ -124,26 +124,14 @@ class _StatsLoader:
 
     def extractor(self):
         if self._extractor is None:
-            from umsynth import features
+            from umsynth.extractors import classic  # imports torch
 
-            device = _device(self.args.device)
+            device = str(resolve_device(self.args.device, "--device"))
             if self.args.inception_weights:
-                self._extractor = features.inception_v3(self.args.inception_weights, device)
+                self._extractor = classic.inception_v3(self.args.inception_weights, device)
             else:
-                self._extractor = features.random_cnn(device)
+                self._extractor = classic.random_cnn(device)
         return self._extractor
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "cpu":
-        return name
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: no CUDA device is usable here (torch.cuda.is_available() is False)")
-        return name
-    raise ValueError(f"--device must be cpu or cuda[:N], got {name!r}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,15 +16,15 @@ from urllib.parse import quote
 
 import numpy as np
 
-from umsynth.data.io import atomic_write
+import umsynth
+from umsynth.files import IMAGE_SUFFIXES, atomic_write_text, read_grey, write_png
 
-IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg"}
 EDGE_COLOUR = (255, 40, 40)
 
 DESCRIPTION = """\
 Compute the unsupervised mask (superpixel means, quantized to multiples of --step) of each
-image and draw its superpixel boundaries. IMAGES are files or folders (PNG, TIFF, JPEG;
-folders are read one level deep); with none, the sample images bundled with umsynth are used.
+image and draw its superpixel boundaries. IMAGES are files or folders (PNG, TIFF, JPEG,
+BMP; folders are read one level deep); with none, the sample images bundled with umsynth are used.
 
 Colour images are converted to grey with ITU-R 601 luma (equal channels stay as they are).
 16-bit images are scaled linearly from 0..65535 to 0..255 (v / 257, rounded): window CT
@@ -48,42 +48,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def read_grey(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as a 2D uint8 grey array.
-
-    Parameters
-    ----------
-    path : path-like
-        PNG, TIFF or JPEG. The first frame of a multi-frame file is used.
-
-    Returns
-    -------
-    ndarray, uint8, shape (H, W)
-        8-bit grey as stored; colour through ITU-R 601 luma (alpha is ignored);
-        16-bit grey scaled by 255/65535 and rounded.
-
-    Raises
-    ------
-    OSError
-        If the file cannot be opened or decoded.
-    ValueError
-        For pixel types with no sensible 8-bit meaning (floating point, negative integers).
-    """
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.load()
-        if im.mode in ("L", "1", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr", "LAB", "HSV", "PA"):
-            return np.asarray(im.convert("L"), dtype=np.uint8)
-        arr = np.asarray(im)
-    if arr.dtype.kind not in "iu":
-        raise ValueError(f"unsupported pixel type {arr.dtype}; save the image as 8- or 16-bit")
-    if arr.ndim != 2 or arr.size and (arr.min() < 0 or arr.max() > 65535):
-        raise ValueError(f"unsupported image (mode {im.mode}, shape {arr.shape}); save it as 8- or 16-bit grey")
-    # exact rounding of v * 255 / 65535 in integers
-    return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-
-
 def boundary_overlay(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """RGB uint8 copy of ``grey`` with superpixel boundaries painted in EDGE_COLOUR.
 
@@ -98,21 +62,16 @@ def boundary_overlay(grey: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _save_png(arr: np.ndarray, dest: Path) -> None:
-    from PIL import Image
-
-    atomic_write(dest, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
-
-
 def _collect(items: list[str], errors: list[tuple[str, str]]) -> list[Path]:
     """Expand folders into their image files; record names that are neither as errors."""
     paths: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")
+                           and q.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                errors.append((item, "no PNG, TIFF or JPEG files in this folder"))
+                errors.append((item, "no PNG, TIFF, JPEG or BMP files in this folder"))
             paths.extend(found)
         elif p.exists():
             paths.append(p)
@@ -161,7 +120,8 @@ def _html(rows: list[dict], errors: list[tuple[str, str]], args) -> str:
     return "\n".join(parts)
 
 
-def _check_args(args) -> None:
+def check_args(args) -> None:
+    """Check the SLIC/UM options shared with ``umsynth prepare``; ValueError names the option."""
     if args.n_segments < 1:
         raise ValueError(f"--n-segments must be >= 1, got {args.n_segments}")
     if not 1 <= args.step <= 255:
@@ -174,12 +134,11 @@ def _check_args(args) -> None:
 
 def run(args) -> int:
     """Run ``umsynth masks``; returns 0, or 1 if any image failed."""
-    import umsynth
     from tqdm import tqdm
 
-    from umsynth import samples
+    from umsynth import samples  # the phantom behind it needs scipy: only when samples are used
 
-    _check_args(args)
+    check_args(args)
     errors: list[tuple[str, str]] = []
     paths = _collect(args.images, errors) if args.images else samples.bundled()
     out = Path(args.out)
@@ -197,8 +156,9 @@ def run(args) -> int:
     for path in tqdm(paths, desc="masks", unit="image", disable=None):
         try:
             grey = read_grey(path)
-        except (OSError, ValueError, SyntaxError) as exc:  # PIL raises all three for bad files
-            fail(str(path), f"cannot read image: {exc}")
+        except (OSError, ValueError) as exc:  # the message starts with the path
+            msg = str(exc)
+            fail(str(path), msg[len(f"{path}: "):] if msg.startswith(f"{path}: ") else msg)
             continue
         try:
             t0 = time.perf_counter()
@@ -208,8 +168,8 @@ def run(args) -> int:
             ms = (time.perf_counter() - t0) * 1e3
             stem = _stem(path, used)
             um_path, edges_path = out / f"{stem}_um.png", out / f"{stem}_edges.png"
-            _save_png(np.asarray(um, dtype=np.uint8), um_path)
-            _save_png(boundary_overlay(grey, np.asarray(labels)), edges_path)
+            write_png(um_path, np.asarray(um, dtype=np.uint8))
+            write_png(edges_path, boundary_overlay(grey, np.asarray(labels)))
         except (OSError, ValueError) as exc:
             fail(str(path), str(exc))
             continue
@@ -218,7 +178,7 @@ def run(args) -> int:
                      "edges": quote(edges_path.name)})
 
     page = _html(rows, errors, args)
-    atomic_write(out / "index.html", lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    atomic_write_text(out / "index.html", page)
     mean = f"{np.mean([r['ms'] for r in rows]):.1f} ms" if rows else "n/a"
     print(f"umsynth masks: {len(rows)} done, {len(errors)} failed, mean {mean} per UM; "
           f"outputs in {out}")

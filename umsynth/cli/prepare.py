@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from umsynth.cli.masks import check_args as check_um_args
+
 DESCRIPTION = """\
 Turn CT volumes and their lung/lesion masks into SemiCS2 training data: a 2x2 montage of four
 axial slices of the lung range (HU window [-1500, 100] -> 0..255 by default, 10 % of the lung
@@ -49,8 +51,6 @@ def register(subparsers) -> None:
 
 
 def _check_args(args) -> None:
-    from umsynth.cli.masks import _check_args as check_um_args
-
     check_um_args(args)  # --n-segments, --step, --compactness, --threads: as `umsynth masks`
     if not 0 <= args.trim < 0.5:
         raise ValueError(f"--trim must be in [0, 0.5), got {args.trim}")
@@ -62,7 +62,8 @@ def run(args) -> int:
     """Run ``umsynth prepare``; returns 0, or 1 if any case failed."""
     from tqdm import tqdm
 
-    from umsynth.data.prepare import PrepareConfig, UMConfig, prepare
+    from umsynth.data.prepare import PrepareConfig, prepare
+    from umsynth.masks import UMConfig
 
     _check_args(args)
     config = PrepareConfig(window=tuple(args.window), trim=args.trim,

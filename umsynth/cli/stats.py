@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 
 def run_merge(args: argparse.Namespace) -> int:
     """Merge the shards named in ``args.inputs`` into ``args.out``; returns 0."""
-    from umsynth.metrics.mmfid import SetStats
+    from umsynth.metrics.streaming import SetStats
     from umsynth.stats import FeatureStats
 
     paths = [Path(p) for p in args.inputs]

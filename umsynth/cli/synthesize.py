@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from umsynth.synth import Variety, load_generator, synthesize
+
 DESCRIPTION = """\
 Run a trained generator on unsupervised masks and write, per image, <name>_ct.png (uint8),
 <name>_seg.png (classes 0 background, 1 lung, 2 lesion) and <name>_um.png (the UM used);
@@ -46,8 +48,6 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Run ``umsynth synthesize``."""
-    from umsynth.synth import Variety, load_generator, synthesize
-
     variety = Variety(requantize=args.requantize, jitter=args.jitter, reseed=args.reseed,
                       variants=args.variants, seed=args.seed)
     if args.phantom is not None:
@@ -55,6 +55,7 @@ def run(args) -> int:
             raise ValueError("give INPUTS or --phantom N, not both")
         if args.phantom < 1:
             raise ValueError(f"--phantom must be >= 1, got {args.phantom}")
+        # torch and scipy: only for --phantom
         from umsynth.data.datasets import MontageDataset
         from umsynth.data.phantom import phantom_cohort
 

@@ -5,6 +5,9 @@ Runs unchanged on the CPU, one GPU, or under ``torchrun --nproc_per_node=N`` (DD
 from __future__ import annotations
 
 import argparse
+import os
+
+from umsynth.train.config import Config, config_fields, load_config
 
 DESCRIPTION = """\
 Train the multi-task generator (CT image + segmentation) from a config file (YAML or TOML;
@@ -35,8 +38,6 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     group = p.add_argument_group("config fields (each is also --set KEY=VALUE)")
-    from umsynth.train.config import Config, config_fields
-
     for key, default in config_fields(Config()):
         group.add_argument(f"--{key}", dest=f"cfg:{key}", metavar="VALUE", default=argparse.SUPPRESS,
                            help=f"(default {default!r})")
@@ -50,11 +51,10 @@ def dotted_overrides(args) -> list[str]:
 
 def build_datasets(data_cfg):
     """(labelled, unlabelled) MontageDatasets described by a DataConfig."""
-    from umsynth.data.datasets import MontageDataset
+    from umsynth.data.datasets import MontageDataset  # imports torch: only when a run starts
+    from umsynth.data.phantom import phantom_cohort
 
     if data_cfg.source == "phantom":
-        from umsynth.data.phantom import phantom_cohort
-
         cohort = phantom_cohort(data_cfg.phantom_n, data_cfg.phantom_size, data_cfg.phantom_seed,
                                 data_cfg.labelled_fraction)
         lab = MontageDataset.from_cohort(cohort, "labelled", tr=data_cfg.tr)
@@ -74,15 +74,15 @@ def build_datasets(data_cfg):
 
 def run(args) -> int:
     """Run ``umsynth train``."""
-    from umsynth.train import load_config, train
+    from umsynth.train.loop import train  # imports torch
 
     overrides = dotted_overrides(args) + list(args.overrides)
     cfg = load_config(args.config, overrides)
     lab, unl = build_datasets(cfg.data)
     out = train(cfg, lab, unl, args.out, resume=args.resume, progress=False if args.no_progress else None)
-    if out["world_size"] == 1 or __import__("os").environ.get("RANK", "0") == "0":
-        last = out["history"][-1] if out["history"] else {}
+    if out.world_size == 1 or os.environ.get("RANK", "0") == "0":
+        last = out.history[-1] if out.history else {}
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("step", "epoch", "lr"))
-        print(f"umsynth train: {out['steps']} steps ({out['steps_run']} this run, {out['seconds']:.1f} s) on "
-              f"{out['device']} x{out['world_size']}; last losses: {shown or 'n/a'}; checkpoint {out['checkpoint']}")
+        print(f"umsynth train: {out.steps} steps ({out.steps_run} this run, {out.seconds:.1f} s) on "
+              f"{out.device} x{out.world_size}; last losses: {shown or 'n/a'}; checkpoint {out.checkpoint}")
     return 0

@@ -25,6 +25,7 @@ light.
 from __future__ import annotations
 
 from umsynth._lazy import lazy_exports
+from umsynth.masks import UMConfig  # defined beside the UM; umsynth imports it anyway
 
 # public name -> submodule that defines it (one line per name)
 _EXPORTS = {
@@ -44,13 +45,12 @@ _EXPORTS = {
     "read_montage": "io",
     "write_nifti": "io",
     "write_png": "io",
-    "UMConfig": "prepare",
     "PrepareConfig": "prepare",
     "MontageDataset": "datasets",
     "Augment": "datasets",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "UMConfig"])
 
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from umsynth.data.io import find_montages, read_label_png, read_montage, read_png_array
-from umsynth.data.prepare import OUTPUT_DIRS, RECORD_DIR, UMConfig
+from umsynth.data.prepare import OUTPUT_DIRS, RECORD_DIR
+from umsynth.masks import UMConfig
 
 __all__ = ["MontageDataset", "UMConfig", "Augment", "AugmentParams", "apply_geometry",
            "superpixel_edges", "LABELLED_LIST"]

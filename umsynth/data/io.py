@@ -1,4 +1,7 @@
-"""Reading CT volumes (NIfTI, DICOM) and montages (PNG/TIFF), and writing outputs safely.
+"""Reading CT volumes (NIfTI, DICOM) and montages (image files), and writing NIfTI.
+
+Image files are read, and every output written, through :mod:`umsynth.files`; its
+``atomic_write``, ``write_png`` and suffix lists are importable from here too.
 
 Every volume comes back in the orientation of :mod:`umsynth.data`: a ``(Z, Y, X)`` array with
 Z increasing toward the head, rows running anterior to posterior and columns from the
@@ -14,12 +17,15 @@ with the file's path, so a batch job can print one line per bad file.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from umsynth.data.montage import check_labels
+from umsynth.files import (IMAGE_SUFFIXES, NIFTI_SUFFIXES, atomic_write, is_nifti, read_image,
+                           short_reason, write_png)
 
 __all__ = [
     "Volume",
@@ -38,8 +44,6 @@ __all__ = [
     "IMAGE_SUFFIXES",
 ]
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 #: suffix that marks a montage's label map: ``<stem>.png`` pairs with ``<stem>_labels.png``
 LABEL_SUFFIX = "_labels"
 
@@ -61,12 +65,6 @@ class Volume:
     array: np.ndarray
     spacing: tuple[float, float, float]
     path: str
-
-
-def _why(exc: BaseException) -> str:
-    """``exc`` as a short reason (its type name when the message is empty)."""
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 # ----------------------------------------------------------------------------- orientation
@@ -109,10 +107,6 @@ def to_canonical(data: np.ndarray, axes_lps: np.ndarray) -> tuple[np.ndarray, tu
 # ----------------------------------------------------------------------------- NIfTI
 
 
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith(NIFTI_SUFFIXES)
-
-
 def read_nifti(path, *, dtype=np.float32) -> Volume:
     """Read a NIfTI-1/2 volume (``.nii`` or ``.nii.gz``) in umsynth's orientation.
 
@@ -151,7 +145,7 @@ def read_nifti(path, *, dtype=np.float32) -> Volume:
         data = np.asanyarray(img.dataobj)
         affine = np.asarray(img.affine, dtype=np.float64)
     except Exception as exc:  # nibabel, gzip and zlib raise many types for damaged files
-        raise OSError(f"{p}: cannot read NIfTI ({_why(exc)})") from exc
+        raise OSError(f"{p}: cannot read NIfTI ({short_reason(exc)})") from exc
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim > 3:
@@ -193,7 +187,7 @@ def write_nifti(path, volume, spacing=(1.0, 1.0, 1.0)) -> None:
     import nibabel as nib
 
     p = Path(path)
-    if not _is_nifti(p):
+    if not is_nifti(p):
         raise ValueError(f"{p}: a NIfTI name must end in .nii or .nii.gz")
     vol = np.asarray(volume)
     if vol.ndim != 3:
@@ -269,7 +263,7 @@ def _read_dicom_slice(path: Path) -> _Slice:
     try:
         ds = pydicom.dcmread(str(path))
     except Exception as exc:  # pydicom raises many types for damaged or non-DICOM files
-        raise OSError(f"{path}: not a readable DICOM file ({_why(exc)})") from exc
+        raise OSError(f"{path}: not a readable DICOM file ({short_reason(exc)})") from exc
     modality = str(ds.get("Modality", "") or "").strip().upper()
     if modality and modality != "CT":
         raise ValueError(f"{path}: modality is {modality}, not CT")
@@ -287,7 +281,7 @@ def _read_dicom_slice(path: Path) -> _Slice:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", str(syntax))
         raise OSError(f"{path}: cannot decode the pixel data (transfer syntax {name}; "
-                      f"{_why(exc)})") from exc
+                      f"{short_reason(exc)})") from exc
     if raw.ndim != 2:
         raise ValueError(f"{path}: expected a 2D image, got pixel data of shape {raw.shape}")
     slope = _floats(ds, "RescaleSlope", 1, 1.0, path)[0]
@@ -404,7 +398,7 @@ def read_volume(path, *, dtype=np.float32) -> Volume:
     :func:`read_dicom_series`.
     """
     p = Path(path)
-    if _is_nifti(p):
+    if is_nifti(p):
         return read_nifti(p, dtype=dtype)
     return read_dicom_series(p)
 
@@ -415,25 +409,11 @@ def read_volume(path, *, dtype=np.float32) -> Volume:
 def read_png_array(path) -> np.ndarray:
     """The stored values of a grey or palette PNG/TIFF (uint8, uint16 or int32), unconverted.
 
-    For label maps, UMs and superpixel labels, where values are numbers, not colours.
-    Colour images are refused with a ValueError.
+    For label maps, UMs and superpixel labels, where values are numbers, not colours:
+    :func:`umsynth.files.read_image` with ``kind="values"``. Colour images are refused with
+    a ValueError.
     """
-    from PIL import Image
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such file")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            mode = im.mode
-            arr = np.asarray(im)
-    except Exception as exc:  # PIL raises OSError, SyntaxError and others for bad files
-        raise OSError(f"{p}: cannot read image ({_why(exc)})") from exc
-    if mode not in ("L", "P", "1", "I", "I;16", "I;16B", "I;16L") or arr.ndim != 2:
-        raise ValueError(f"{p}: image has mode {mode} (shape {arr.shape}); expected numbers "
-                         "stored as an 8- or 16-bit grey or palette image")
-    return arr
+    return read_image(path, "values")
 
 
 def read_label_png(path) -> np.ndarray:
@@ -441,11 +421,9 @@ def read_label_png(path) -> np.ndarray:
 
     Values above 2 are clamped to 2, as :func:`umsynth.data.build_montage` does.
     """
-    from umsynth.data.montage import _check_labels
-
     arr = read_png_array(path)
     try:
-        return _check_labels(arr)
+        return check_labels(arr)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
 
@@ -453,24 +431,15 @@ def read_label_png(path) -> np.ndarray:
 def read_montage(path, labels_path=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a montage image (PNG/TIFF) as uint8 grey and, if given, its label map.
 
-    Grey conversion is that of ``umsynth masks`` (:func:`umsynth.cli.masks.read_grey`).
+    Grey conversion is that of ``umsynth masks`` (:func:`umsynth.files.read_grey`).
 
     Returns
     -------
     image : ndarray, uint8 (H, W)
     labels : ndarray, uint8 (H, W), classes 0..2, or None
     """
-    from umsynth.cli.masks import read_grey
-
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such file")
-    try:
-        image = read_grey(p)
-    except ValueError as exc:
-        raise ValueError(f"{p}: {exc}") from None
-    except Exception as exc:  # PIL raises OSError, SyntaxError and others for bad files
-        raise OSError(f"{p}: cannot read image ({_why(exc)})") from exc
+    image = read_image(p, "grey")
     if labels_path is None:
         return image, None
     labels = read_label_png(labels_path)
@@ -486,8 +455,9 @@ def find_montages(folder) -> list[tuple[str, Path, Path | None]]:
     Returns
     -------
     list of (stem, image_path, labels_path or None), sorted by stem
-        Every PNG/TIFF whose stem does not end in ``_labels`` is a montage; its label map is
-        the file ``<stem>_labels`` with one of the same suffixes, when present.
+        Every image file (:data:`umsynth.files.IMAGE_SUFFIXES`) whose stem does not end in
+        ``_labels`` is a montage; its label map is the file ``<stem>_labels`` with the same
+        suffix or another image suffix, when present.
     """
     d = Path(folder)
     if not d.is_dir():
@@ -502,36 +472,3 @@ def find_montages(folder) -> list[tuple[str, Path, Path | None]]:
                     if n in files), None)
         out.append((q.stem, q, lab))
     return out
-
-
-# ----------------------------------------------------------------------------- writing
-
-
-def atomic_write(dest, write: Callable[[str], None], suffix: str = ".tmp") -> None:
-    """Call ``write(tmp_path)`` on a new temporary name beside `dest`, then rename it to `dest`.
-
-    Readers never see a half-written file; on any error the temporary file is removed and
-    an existing `dest` is left as it was. `suffix` ends the temporary name (some writers
-    pick the format from it).
-    """
-    dest = Path(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_png(path, array) -> None:
-    """Write a 2D uint8 or uint16 array as a grey PNG, atomically (temp name + rename)."""
-    from PIL import Image
-
-    a = np.asarray(array)
-    if a.ndim != 2 or a.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"{path}: write_png needs a 2D uint8 or uint16 array, got "
-                         f"{a.dtype} of shape {a.shape}")
-    img = Image.fromarray(np.ascontiguousarray(a))
-    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"), suffix=".png")

@@ -13,10 +13,10 @@ import operator
 
 import numpy as np
 
-from umsynth._arrays import check_finite, to_numpy
 from umsynth.data.window import HU_WINDOW, window_hu
+from umsynth.kernels.arrays import check_finite, to_numpy
 
-__all__ = ["select_slices", "tile_2x2", "build_montage"]
+__all__ = ["select_slices", "tile_2x2", "build_montage", "check_labels"]
 
 #: Highest class: SemiCS2 has 0 background/body, 1 lung, 2 lesion.
 MAX_CLASS = 2
@@ -118,8 +118,16 @@ def tile_2x2(slices) -> np.ndarray:
     return np.concatenate([top, bottom], axis=0)
 
 
-def _check_labels(labels: np.ndarray) -> np.ndarray:
-    """Integer class map with classes above MAX_CLASS clamped to it, as uint8."""
+def check_labels(labels: np.ndarray) -> np.ndarray:
+    """An integer class map with classes above MAX_CLASS clamped to it, as uint8.
+
+    Raises
+    ------
+    TypeError
+        For a dtype that is not bool, integer or float.
+    ValueError
+        For negative, fractional, NaN or Inf labels.
+    """
     if labels.dtype.kind == "b":
         return labels.astype(np.uint8)
     if labels.dtype.kind == "f":
@@ -153,7 +161,7 @@ def montage_from_slices(hu_slices, label_slices, window=HU_WINDOW) -> tuple[np.n
     lab_arr, _ = to_numpy(label_slices, "label_slices")
     if hu_arr.shape != lab_arr.shape:
         raise ValueError(f"hu_slices and label_slices must have one shape, got {hu_arr.shape} and {lab_arr.shape}")
-    return tile_2x2(window_hu(hu_arr, window)), tile_2x2(_check_labels(lab_arr))
+    return tile_2x2(window_hu(hu_arr, window)), tile_2x2(check_labels(lab_arr))
 
 
 def build_montage(hu, labels, *, window=HU_WINDOW, n: int = 4, trim: float = 0.1,
@@ -201,7 +209,7 @@ def build_montage(hu, labels, *, window=HU_WINDOW, n: int = 4, trim: float = 0.1
         raise ValueError(f"labels shape {lab_arr.shape} differs from hu shape {hu_arr.shape}")
     if _index(n, "n", 1) != 4:
         raise ValueError(f"n must be 4 for a 2x2 montage, got {n}")
-    classes = _check_labels(lab_arr)
+    classes = check_labels(lab_arr)
     lung = np.isin(classes, np.asarray(lung_classes, dtype=np.int64))
     idx = select_slices(lung, n=n, trim=trim)
     image, label_montage = montage_from_slices(hu_arr[idx], classes[idx], window)

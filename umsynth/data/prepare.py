@@ -33,10 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from umsynth.data.io import NIFTI_SUFFIXES, atomic_write, read_nifti, read_volume, write_png
+from umsynth.data.io import read_nifti, read_volume
+from umsynth.data.montage import build_montage
 from umsynth.data.window import HU_WINDOW
+from umsynth.files import NIFTI_SUFFIXES, atomic_write_text, nifti_stem, write_png
+from umsynth.masks import UMConfig
 
-__all__ = ["UMConfig", "PrepareConfig", "Case", "Summary", "find_cases", "prepare_case",
+__all__ = ["PrepareConfig", "Case", "Summary", "find_cases", "prepare_case",
            "prepare", "is_done", "OUTPUT_DIRS", "MASKS_DIR"]
 
 MASKS_DIR = "masks"
@@ -47,34 +50,24 @@ RECORD_DIR = "cases"
 
 
 @dataclass(frozen=True)
-class UMConfig:
-    """The arguments of :func:`umsynth.unsupervised_mask` that define a UM.
-
-    Defaults are SemiCS2's (method.md §2): 512 superpixels, compactness 10, means
-    quantized to multiples of 10, SLIC in CIE L*.
-    """
-
-    n_segments: int = 512
-    compactness: float = 10.0
-    step: int = 10
-    intensity: str = "lab"
-
-    def compute(self, image, *, threads=None) -> tuple[np.ndarray, np.ndarray]:
-        """UM (uint8, same shape) and superpixel labels (int64, from 1) of one grey image."""
-        from umsynth import unsupervised_mask
-
-        return unsupervised_mask(image, n_segments=self.n_segments, compactness=self.compactness,
-                                 step=self.step, intensity=self.intensity, return_labels=True,
-                                 threads=threads)
-
-
-@dataclass(frozen=True)
 class PrepareConfig:
     """Settings of a preparation run (all of them are recorded per case)."""
 
     window: tuple[float, float] = HU_WINDOW
     trim: float = 0.1
     um: UMConfig = field(default_factory=UMConfig)
+
+    def __post_init__(self) -> None:
+        try:
+            low, high = (float(v) for v in self.window)
+        except (TypeError, ValueError):
+            raise ValueError(f"window must be two numbers (LOW, HIGH), got {self.window!r}") from None
+        if not low < high:
+            raise ValueError(f"window must have LOW < HIGH, got {self.window!r}")
+        if not 0 <= self.trim < 0.5:
+            raise ValueError(f"trim must be in [0, 0.5), got {self.trim!r}")
+        if not isinstance(self.um, UMConfig):
+            raise TypeError(f"um must be a UMConfig, got {type(self.um).__name__}")
 
     def record(self) -> dict:
         """JSON-ready form, compared on resume."""
@@ -109,14 +102,6 @@ class Summary:
         if self.ignored:
             out += f"; {len(self.ignored)} other file(s) ignored"
         return out
-
-
-def _nifti_stem(path: Path) -> str | None:
-    low = path.name.lower()
-    for s in NIFTI_SUFFIXES:
-        if low.endswith(s):
-            return path.name[: -len(s)]
-    return None
 
 
 def _mask_candidates(root: Path, name: str) -> list[Path]:
@@ -154,7 +139,7 @@ def find_cases(volumes_dir) -> tuple[list[Case], list[Path]]:
             if p.name != MASKS_DIR:
                 found.setdefault(p.name, []).append(p)
             continue
-        stem = _nifti_stem(p)
+        stem = nifti_stem(p)
         if stem is None:
             ignored.append(p)
         elif not stem.endswith(MASK_SUFFIX):
@@ -198,8 +183,6 @@ def is_done(out_dir, name: str, config: PrepareConfig) -> bool:
 
 def _make(case: Case, config: PrepareConfig, threads) -> tuple[dict, dict]:
     """Read, check and compute everything of one case in memory (writes nothing)."""
-    from umsynth.data.montage import build_montage
-
     if case.problem:
         raise ValueError(f"{case.ct}: {case.problem}")
     ct = read_volume(case.ct)
@@ -243,7 +226,7 @@ def prepare_case(case: Case, out_dir, config: PrepareConfig = PrepareConfig(), *
         for key, arr in arrays.items():
             write_png(paths[key], arr)
         text = json.dumps(record, indent=1)
-        atomic_write(paths["record"], lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        atomic_write_text(paths["record"], text)
     except BaseException:
         for p in paths.values():
             p.unlink(missing_ok=True)

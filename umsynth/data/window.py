@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from umsynth._arrays import check_finite, to_numpy
+from umsynth.kernels.arrays import check_finite, to_numpy
 
 __all__ = ["HU_WINDOW", "window_hu"]
 

@@ -21,17 +21,32 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
-from umsynth.demo.report import loss_curves, sample_grid, colour_seg, write_json, write_report
+from umsynth import unsupervised_mask
+from umsynth.data.datasets import Augment, MontageDataset
+from umsynth.data.io import read_label_png, read_png_array
+from umsynth.data.montage import tile_2x2
+from umsynth.data.phantom import phantom_cohort
+from umsynth.data.samples import real_ct_slices
+from umsynth.data.window import window_hu
+from umsynth.demo.report import colour_seg, loss_curves, sample_grid, write_json, write_report
+from umsynth.demo.utility import SegmenterConfig, utility_experiment
+from umsynth.extractors.suite import save_suite
+from umsynth.extractors.train import SuiteTrainConfig, train_suite
+from umsynth.files import atomic_write, write_png
+from umsynth.metrics.mmfid import mmfid
+from umsynth.metrics.normalize import mm_summary, reference_normalize
+from umsynth.runtime import environment, resolve_device
+from umsynth.synth import synthesize
+from umsynth.train import Config, DiscriminatorConfig, GeneratorConfig, train
 
 __all__ = ["DemoConfig", "run_demo", "STAGES", "METRIC_FIELDS"]
 
@@ -40,6 +55,14 @@ STAGES = ("cohort", "train_v2um2i", "train_v2m2i", "synthesize", "suite", "mmfid
 METRIC_FIELDS = ("created", "config", "environment", "cohort", "training", "synthesis", "mmfid",
                  "utility", "stage_times", "figures")
 MODELS = {"v2um2i": "um", "v2m2i": "mask"}
+
+
+def _demo_generator() -> GeneratorConfig:
+    return GeneratorConfig(ngf=16, n_downsample=3, n_blocks=3)
+
+
+def _demo_discriminator() -> DiscriminatorConfig:
+    return DiscriminatorConfig(ndf=16, n_layers=3, num_D=2)
 
 
 @dataclass
@@ -59,8 +82,12 @@ class DemoConfig:
         Fraction of training cases that keep their manual labels.
     n_synthetic : int
         Images synthesized by each model.
-    ngf, n_downsample, n_blocks, ndf : int
-        Generator / discriminator size (pix2pixHD's names).
+    generator : umsynth.train.GeneratorConfig
+        The generator of both models (default: ngf 16, 3 downsamplings, 3 blocks).
+    discriminator : umsynth.train.DiscriminatorConfig
+        The discriminator of both models (default: ndf 16, 3 layers, 2 scales). Its
+        ``n_layers`` is capped at 2 for montages of 64 px or less, whose second scale has
+        only 32 px.
     suite_steps : int
         Optimiser steps per extractor task.
     scales : tuple of int or None
@@ -68,8 +95,13 @@ class DemoConfig:
     utility_steps : int
         Optimiser steps of each utility segmenter.
     device : str
-        "cpu" or "cuda".
+        "cpu" or "cuda" (see :func:`umsynth.runtime.resolve_device`).
     seed : int
+
+    Raises
+    ------
+    ValueError
+        Naming the field, for a value out of range (checked on construction).
     """
 
     size: int = 128
@@ -78,25 +110,15 @@ class DemoConfig:
     n_test: int = 12
     labelled_fraction: float = 0.1
     n_synthetic: int = 24
-    ngf: int = 16
-    n_downsample: int = 3
-    n_blocks: int = 3
-    ndf: int = 16
+    generator: GeneratorConfig = field(default_factory=_demo_generator)
+    discriminator: DiscriminatorConfig = field(default_factory=_demo_discriminator)
     suite_steps: int = 300
     scales: tuple | None = None
     utility_steps: int = 250
     device: str = "cpu"
     seed: int = 0
 
-    @classmethod
-    def quick(cls, **overrides) -> "DemoConfig":
-        """A configuration that finishes in well under 2 minutes (for tests)."""
-        base = dict(size=64, steps=16, n_cases=16, n_test=6, labelled_fraction=0.25, n_synthetic=6,
-                    ngf=8, n_downsample=2, n_blocks=1, ndf=8, suite_steps=12, utility_steps=15)
-        base.update(overrides)
-        return cls(**base)
-
-    def check(self) -> "DemoConfig":
+    def __post_init__(self) -> None:
         if self.size < 32 or self.size % 16:
             raise ValueError(f"size must be a multiple of 16 and >= 32, got {self.size}")
         for name in ("steps", "n_synthetic", "suite_steps", "utility_steps"):
@@ -109,6 +131,24 @@ class DemoConfig:
                              f"got {self.n_cases}")
         if not 0 < self.labelled_fraction < 1:
             raise ValueError(f"labelled_fraction must be in (0, 1), got {self.labelled_fraction}")
+        if not isinstance(self.generator, GeneratorConfig):
+            raise TypeError(f"generator must be a GeneratorConfig, got {type(self.generator).__name__}")
+        if not isinstance(self.discriminator, DiscriminatorConfig):
+            raise TypeError(f"discriminator must be a DiscriminatorConfig, got {type(self.discriminator).__name__}")
+
+    @classmethod
+    def quick(cls, **overrides) -> "DemoConfig":
+        """A configuration that finishes in well under 2 minutes (for tests)."""
+        base = dict(size=64, steps=16, n_cases=16, n_test=6, labelled_fraction=0.25, n_synthetic=6,
+                    generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
+                    discriminator=DiscriminatorConfig(ndf=8, n_layers=3, num_D=2), suite_steps=12,
+                    utility_steps=15)
+        base.update(overrides)
+        return cls(**base)
+
+    def check(self) -> "DemoConfig":
+        """Check the fields again (after changing them in place); returns self."""
+        self.__post_init__()
         return self
 
     def mm_scales(self) -> tuple:
@@ -163,9 +203,7 @@ class _Stages:
 
 def _save_arrays(path: Path, **arrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays), suffix=".npz")
 
 
 def _load_arrays(path: Path) -> dict:
@@ -177,12 +215,7 @@ def _real_ct_montage(size: int) -> tuple[np.ndarray | None, list[str]]:
     """The pydicom sample slices, windowed and tiled 2x2 like a montage (None if none read)."""
     from PIL import Image
 
-    from umsynth.data.montage import tile_2x2
-    from umsynth.data.samples import real_ct_slices
-    from umsynth.data.window import window_hu
-
-    found = real_ct_slices()
-    slices = found.slices if hasattr(found, "slices") else found
+    slices = real_ct_slices().slices
     names = list(slices)
     if not names:
         return None, []
@@ -195,9 +228,6 @@ def _real_ct_montage(size: int) -> tuple[np.ndarray | None, list[str]]:
 
 
 def _stage_cohort(cfg: DemoConfig, out: Path) -> dict:
-    from umsynth import unsupervised_mask
-    from umsynth.data.io import write_png
-    from umsynth.data.phantom import phantom_cohort
 
     cohort = phantom_cohort(cfg.n_cases, size=cfg.size, seed=cfg.seed, labelled_fraction=cfg.labelled_fraction)
     n_train = cfg.n_cases - cfg.n_test
@@ -240,13 +270,13 @@ def _splits(data: dict, cfg: DemoConfig):
 
 
 def _train_config(cfg: DemoConfig, conditioning: str, n_labelled: int):
-    from umsynth.train import Config
 
     c = Config()
     c.model.conditioning = conditioning
-    g, d = c.model.generator, c.model.discriminator
-    g.ngf, g.n_downsample, g.n_blocks = cfg.ngf, cfg.n_downsample, cfg.n_blocks
-    d.ndf, d.n_layers, d.num_D = cfg.ndf, 2 if cfg.size <= 64 else 3, 2
+    c.model.generator = dataclasses.replace(cfg.generator)
+    # the second discriminator scale of a 64 px montage has 32 px: two stride-2 layers at most
+    c.model.discriminator = dataclasses.replace(
+        cfg.discriminator, n_layers=min(cfg.discriminator.n_layers, 2) if cfg.size <= 64 else cfg.discriminator.n_layers)
     c.data.batch_size = max(1, min(4, n_labelled))
     c.train.device = cfg.device
     c.train.seed = cfg.seed
@@ -261,7 +291,6 @@ def _train_config(cfg: DemoConfig, conditioning: str, n_labelled: int):
 
 
 def _datasets(cfg: DemoConfig, train, conditioning: str):
-    from umsynth.data.datasets import Augment, MontageDataset
 
     aug = Augment()
     kw = dict(um_source="disk", ums=train.ums, augment=aug, seed=cfg.seed)
@@ -271,7 +300,6 @@ def _datasets(cfg: DemoConfig, train, conditioning: str):
 
 
 def _stage_train(cfg: DemoConfig, out: Path, name: str, data: dict, progress: bool) -> dict:
-    from umsynth.train import train
 
     conditioning = MODELS[name]
     tr, _ = _splits(data, cfg)
@@ -281,13 +309,13 @@ def _stage_train(cfg: DemoConfig, out: Path, name: str, data: dict, progress: bo
     res = train(_train_config(cfg, conditioning, len(labelled)), labelled, unlabelled, run_dir, resume=resume,
                 progress=progress)
     history: dict[str, list[float]] = {}
-    for row in res["history"]:
+    for row in res.history:
         for k, v in row.items():
             if k not in ("step", "epoch", "lr") and isinstance(v, (int, float)):
                 history.setdefault(k, []).append(float(v))
     write_json(run_dir / "history.json", history)
-    return {"steps": int(res["steps"]), "seconds": float(res.get("seconds", 0.0)),
-            "checkpoint": os.path.relpath(res["checkpoint"], out), "conditioning": conditioning,
+    return {"steps": int(res.steps), "seconds": float(res.seconds),
+            "checkpoint": os.path.relpath(res.checkpoint, out), "conditioning": conditioning,
             "n_labelled": len(labelled), "n_unlabelled": 0 if unlabelled is None else len(unlabelled),
             "final_losses": {k: v[-1] for k, v in history.items() if v}}
 
@@ -306,7 +334,6 @@ def _augmented_masks(images: np.ndarray, labels: np.ndarray, n: int) -> tuple[np
 
 
 def _read_outputs(written: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from umsynth.data.io import read_label_png, read_png_array
 
     ct = np.stack([read_png_array(w["ct"]) for w in written])
     seg = np.stack([read_label_png(w["seg"]) for w in written])
@@ -315,8 +342,6 @@ def _read_outputs(written: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _stage_synthesize(cfg: DemoConfig, out: Path, data: dict, stages: dict, progress: bool) -> dict:
-    from umsynth.data.datasets import MontageDataset
-    from umsynth.synth import synthesize
 
     tr, _ = _splits(data, cfg)
     result = {}
@@ -348,12 +373,10 @@ def _stage_synthesize(cfg: DemoConfig, out: Path, data: dict, stages: dict, prog
 
 
 def _stage_suite(cfg: DemoConfig, out: Path, data: dict, progress: bool) -> dict:
-    from umsynth.extractors.suite import save_suite
-    from umsynth.extractors.train import TrainConfig, train_suite
 
     tr, _ = _splits(data, cfg)
     n_train = len(tr.images)
-    tcfg = TrainConfig(channels=(8, 16, 32, 64), stem=2, size=min(64, cfg.size // 2), steps=cfg.suite_steps,
+    tcfg = SuiteTrainConfig(channels=(8, 16, 32, 64), stem=2, size=min(64, cfg.size // 2), steps=cfg.suite_steps,
                        batch_size=16, seed=cfg.seed, scales=cfg.mm_scales())
     suite = train_suite(tr.images, tcfg, labels=tr.labels, labelled=tr.labelled,
                         meta={"kernel": list(data["kernel"][:n_train]), "fov": list(data["fov"][:n_train])},
@@ -367,8 +390,6 @@ def _stage_suite(cfg: DemoConfig, out: Path, data: dict, progress: bool) -> dict
 
 
 def _stage_mmfid(cfg: DemoConfig, out: Path, data: dict, progress: bool) -> dict:
-    from umsynth.metrics.mmfid import mmfid
-    from umsynth.metrics.normalize import mm_summary, reference_normalize
 
     _, test = _splits(data, cfg)
     syn = {name: _load_arrays(out / "synthetic" / f"{name}.npz")["ct"] for name in MODELS}
@@ -385,7 +406,6 @@ def _stage_mmfid(cfg: DemoConfig, out: Path, data: dict, progress: bool) -> dict
 
 
 def _stage_utility(cfg: DemoConfig, out: Path, data: dict, progress: bool) -> dict:
-    from umsynth.demo.utility import SegmenterConfig, utility_experiment
 
     tr, test = _splits(data, cfg)
     lab = np.flatnonzero(tr.labelled)
@@ -409,28 +429,6 @@ def _nearest(real: np.ndarray, query: np.ndarray) -> np.ndarray:
     return real[np.argmin(d, axis=1)]
 
 
-def _environment(device: str) -> dict:
-    import umsynth
-
-    env = {"python": platform.python_version(), "platform": platform.platform(), "umsynth": umsynth.__version__,
-           "numpy": np.__version__, "device": device}
-    try:
-        import torch
-
-        env["torch"] = torch.__version__
-        env["cuda_available_to_torch"] = bool(torch.cuda.is_available())
-        if device.startswith("cuda") and torch.cuda.is_available():
-            env["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:  # pragma: no cover - torch is required by the demo
-        pass
-    from umsynth._config import cuda_status
-
-    ok, reason = cuda_status()
-    env["umsynth_cuda"] = "usable" if ok else reason
-    env["cpu_threads"] = os.cpu_count()
-    return env
-
-
 def _figures(cfg: DemoConfig, out: Path, data: dict) -> dict:
     tr, _ = _splits(data, cfg)
     figs = {}
@@ -447,7 +445,6 @@ def _figures(cfg: DemoConfig, out: Path, data: dict) -> dict:
         figs[f"samples_{name}"] = f"samples_{name}.png"
     real_dir = out / "synthetic" / "from_real_ct"
     if "real_ct" in data and real_dir.exists():
-        from umsynth.data.io import read_label_png, read_png_array
 
         ct = sorted(p for p in real_dir.glob("*.png") if "seg" not in p.stem and "um" not in p.stem)
         seg = sorted(real_dir.glob("*seg*.png"))
@@ -473,11 +470,8 @@ def _figures(cfg: DemoConfig, out: Path, data: dict) -> dict:
 def run_demo(out_dir: str | os.PathLike, cfg: DemoConfig | None = None, progress: bool = True) -> dict:
     """Run (or resume) every stage and return the metrics written to ``out_dir/metrics.json``."""
     cfg = (cfg or DemoConfig()).check()
-    if cfg.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: torch sees no usable CUDA device here")
+    # "auto" becomes the device it means; a CUDA device torch cannot use fails before any stage
+    cfg = dataclasses.replace(cfg, device=str(resolve_device(cfg.device, "--device")))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     st = _Stages(out, cfg, progress)
@@ -495,7 +489,7 @@ def run_demo(out_dir: str | os.PathLike, cfg: DemoConfig | None = None, progress
     def report():
         figs = _figures(cfg, out, data)
         metrics = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "config": dataclasses.asdict(cfg),
-                   "environment": _environment(cfg.device), "cohort": cohort, "training": training,
+                   "environment": environment(cfg.device), "cohort": cohort, "training": training,
                    "synthesis": synthesis, "mmfid": mm, "utility": utility,
                    "stage_times": dict(st.times), "figures": figs}
         write_json(out / "metrics.json", metrics)

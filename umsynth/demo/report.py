@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from umsynth.data.io import atomic_write as _atomic
+from umsynth.files import atomic_write, atomic_write_text
 
 __all__ = ["colour_seg", "sample_grid", "loss_curves", "write_report", "referenced_files"]
 
@@ -55,7 +55,7 @@ def sample_grid(path: str | os.PathLike, columns: dict[str, list[np.ndarray]], p
             if i == 0:
                 ax.set_title(name, fontsize=9)
     fig.tight_layout(pad=0.3)
-    _atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100), suffix=".png")
     plt.close(fig)
 
 
@@ -80,7 +80,7 @@ def loss_curves(path: str | os.PathLike, histories: dict[str, dict[str, list[flo
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    _atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100), suffix=".png")
     plt.close(fig)
 
 
@@ -187,7 +187,7 @@ def write_report(out_dir: str | os.PathLike, metrics: dict) -> Path:
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>umsynth demo report</title>"
             f"<style>{_CSS}</style></head><body>" + "\n".join(sec) + "</body></html>")
     path = out / "report.html"
-    _atomic(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    atomic_write_text(path, page)
     return path
 
 
@@ -214,4 +214,4 @@ def write_json(path: str | os.PathLike, obj: dict) -> None:
             return clean(o.tolist())
         return o
 
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(clean(obj), indent=2), encoding="utf-8"))
+    atomic_write_text(path, json.dumps(clean(obj), indent=2))

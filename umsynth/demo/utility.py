@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from umsynth.models.losses import segmentation_loss
+
 __all__ = ["SegmenterConfig", "Segmenter", "dice_per_class", "train_segmenter", "predict",
            "utility_experiment"]
 
@@ -37,6 +39,11 @@ class SegmenterConfig:
         Output classes (0 background, 1 lung, 2 lesion).
     seed : int
         Seeds the initial weights and the batch order, so arms differ only in data.
+
+    Raises
+    ------
+    ValueError
+        Naming the field, for a value out of range (checked on construction).
     """
 
     width: int = 16
@@ -46,6 +53,17 @@ class SegmenterConfig:
     lr: float = 5e-3
     n_classes: int = 3
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.width < 4 or self.width % 4:
+            raise ValueError(f"width must be a multiple of 4 (group norm of 4 groups), got {self.width}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -109,8 +127,6 @@ def train_segmenter(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig
     Loss: cross-entropy on logits plus soft Dice over the classes, with random flips.
     """
     from tqdm.auto import tqdm
-
-    from umsynth.models.losses import segmentation_loss
 
     if len(images) == 0:
         raise ValueError("images: empty training set")

@@ -1,4 +1,5 @@
-"""umsynth's own CT feature extractors for MM-FID: networks, self-supervised tasks, suites.
+"""Feature extractors: umsynth's own CT networks for MM-FID (networks, self-supervised tasks,
+suites) and the classic ones of ``umsynth fid`` (:mod:`umsynth.extractors.classic`).
 
 Importing this package imports torch.
 """
@@ -13,7 +14,8 @@ from umsynth.extractors.suite import (
     load_suite,
     save_suite,
 )
-from umsynth.extractors.train import TINY_CONFIG, TrainConfig, default_tasks, train_suite
+from umsynth.extractors.train import TINY_CONFIG, SuiteTrainConfig, TrainConfig, default_tasks, train_suite
 
+# TrainConfig is the old name of SuiteTrainConfig, kept so that existing code runs.
 __all__ = ["CTNet", "DEFAULT_SCALES", "Member", "Suite", "inception_member", "load_suite", "save_suite",
-           "TINY_CONFIG", "TrainConfig", "default_tasks", "train_suite"]
+           "TINY_CONFIG", "SuiteTrainConfig", "TrainConfig", "default_tasks", "train_suite"]

@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from umsynth.extractors.classic import inception_v3
 from umsynth.extractors.nets import CTNet
+from umsynth.files import atomic_write
 
-__all__ = ["Member", "Suite", "save_suite", "load_suite", "inception_member", "DEFAULT_SCALES",
-           "PREPROCESSING"]
+__all__ = ["Member", "Suite", "save_suite", "load_suite", "inception_member", "check_scales", "array_digest",
+           "DEFAULT_SCALES", "PREPROCESSING"]
 
 FORMAT_NAME = "umsynth-extractor-suite"
 FORMAT_VERSION = 1
@@ -91,7 +93,7 @@ class Suite:
     preprocessing: dict = field(default_factory=lambda: dict(PREPROCESSING))
 
     def __post_init__(self) -> None:
-        self.scales = _check_scales(self.scales)
+        self.scales = check_scales(self.scales)
         names = [m.name for m in self.members]
         if not names:
             raise ValueError("a suite needs at least one member network")
@@ -122,7 +124,8 @@ class Suite:
         return Suite(list(self.members) + [member], self.scales, self.training, self.preprocessing)
 
 
-def _check_scales(scales) -> tuple:
+def check_scales(scales) -> tuple:
+    """`scales` as a tuple of distinct ints >= 16 (pixel sizes); ValueError otherwise."""
     try:
         out = tuple(int(s) for s in scales)
     except (TypeError, ValueError):
@@ -155,8 +158,6 @@ def save_suite(suite: Suite, path: str | os.PathLike) -> None:
     meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "scales": list(suite.scales),
             "preprocessing": suite.preprocessing, "members": [m.spec() for m in suite.members],
             "training": suite.training}
-    from umsynth.data.io import atomic_write
-
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"umsynth_suite": json.dumps(meta)}),
                  suffix=".safetensors")
 
@@ -239,13 +240,12 @@ def inception_member(weights_file: str | os.PathLike, device: str = "cpu") -> Me
     ------
     ValueError
         If torchvision cannot be imported or the file is not torchvision InceptionV3 weights
-        (see :func:`umsynth.features.inception_v3`).
+        (see :func:`umsynth.extractors.classic.inception_v3`).
     """
-    from umsynth.features import inception_v3
-
     ext = inception_v3(weights_file, device)
     return Member(ext.name, "external", _InceptionTrunk(ext._forward))
 
 
-def _array_digest(a: np.ndarray) -> str:
+def array_digest(a: np.ndarray) -> str:
+    """SHA-256 (first 12 hex digits) of an array's bytes in C order: tags training data."""
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:12]

@@ -11,16 +11,17 @@ import torch.nn.functional as F
 
 from umsynth.extractors import tasks as _tasks
 from umsynth.extractors.nets import CTNet
-from umsynth.extractors.suite import DEFAULT_SCALES, Member, Suite, _check_scales, load_suite, save_suite
+from umsynth.extractors.suite import (DEFAULT_SCALES, Member, Suite, array_digest, check_scales, load_suite,
+                                      save_suite)
 
-__all__ = ["TrainConfig", "TINY_CONFIG", "train_suite", "default_tasks"]
+__all__ = ["SuiteTrainConfig", "TrainConfig", "TINY_CONFIG", "train_suite", "default_tasks"]
 
 BASE_TASKS = ("quadrant", "rotation", "degradation")
 
 
 @dataclass
-class TrainConfig:
-    """How a suite is trained.
+class SuiteTrainConfig:
+    """How a suite of CT extractors is trained (``TrainConfig`` is its old name, kept as an alias).
 
     Attributes
     ----------
@@ -43,6 +44,11 @@ class TrainConfig:
         Seeds the weights and every random draw: the same data and config give the same suite.
     scales : tuple of int
         Scales saved in the suite (where MM-FID will evaluate the networks).
+
+    Raises
+    ------
+    ValueError
+        Naming the field, for a value out of range (checked on construction).
     """
 
     tasks: tuple | None = None
@@ -55,7 +61,7 @@ class TrainConfig:
     seed: int = 0
     scales: tuple = DEFAULT_SCALES
 
-    def check(self) -> "TrainConfig":
+    def __post_init__(self) -> None:
         for name in ("size", "steps", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -63,16 +69,27 @@ class TrainConfig:
             raise ValueError(f"size must be >= 16, got {self.size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        _check_scales(self.scales)
+        try:
+            check_scales(self.scales)
+        except ValueError as exc:
+            raise ValueError(f"scales: {exc}") from None
+
+    def check(self) -> "SuiteTrainConfig":
+        """Check the fields again (after changing them in place); returns self."""
+        self.__post_init__()
         return self
 
 
+#: The old name of :class:`SuiteTrainConfig` (``umsynth.train.TrainConfig`` is another class:
+#: the run section of the GAN's training configuration).
+TrainConfig = SuiteTrainConfig
+
 # For tests and `--quick`: trains in seconds on a CPU.
-TINY_CONFIG = TrainConfig(channels=(8, 16, 32), stem=2, size=32, steps=20, batch_size=8, scales=(32, 64))
+TINY_CONFIG = SuiteTrainConfig(channels=(8, 16, 32), stem=2, size=32, steps=20, batch_size=8, scales=(32, 64))
 
 
 def default_tasks(labels=None, meta=None) -> tuple:
-    """The tasks trained when ``TrainConfig.tasks`` is None (see :class:`TrainConfig`)."""
+    """The tasks trained when ``SuiteTrainConfig.tasks`` is None (see :class:`SuiteTrainConfig`)."""
     out = list(BASE_TASKS)
     if labels is not None:
         out.append("segmentation")
@@ -84,7 +101,7 @@ def _montage_tensor(images, size: int, progress: bool) -> tuple[torch.Tensor, in
     """All training images resized once to (N, 1, 2 size, 2 size), float32 in [0, 1]."""
     from tqdm.auto import tqdm
 
-    from umsynth.metrics._sources import as_source
+    from umsynth.extractors.sources import as_source
 
     src = as_source(images, "images")
     out = []
@@ -104,7 +121,7 @@ def _labels_tensor(labels, n: int, size: int) -> torch.Tensor:
     return lab.long()
 
 
-def train_suite(images, config: TrainConfig | None = None, labels=None, labelled=None, meta: dict | None = None,
+def train_suite(images, config: SuiteTrainConfig | None = None, labels=None, labelled=None, meta: dict | None = None,
                 checkpoint: str | os.PathLike | None = None, progress: bool = True) -> Suite:
     """Train one CT feature network per task on real images and return the suite.
 
@@ -112,8 +129,8 @@ def train_suite(images, config: TrainConfig | None = None, labels=None, labelled
     ----------
     images : folder, array (N, H, W) or iterable of images
         Real CT images, ideally SemiCS2 2x2 montages (the quadrant task assumes that layout).
-    config : TrainConfig, optional
-        Default: ``TrainConfig()`` (a few minutes on 2 CPU cores for ~100 images).
+    config : SuiteTrainConfig, optional
+        Default: ``SuiteTrainConfig()`` (a few minutes on 2 CPU cores for ~100 images).
         :data:`TINY_CONFIG` trains in seconds.
     labels : array_like (N, H, W) of int, optional
         Segmentation label maps; enables the segmentation task.
@@ -136,16 +153,14 @@ def train_suite(images, config: TrainConfig | None = None, labels=None, labelled
     """
     from tqdm.auto import tqdm
 
-    from umsynth.extractors.suite import _array_digest
-
-    config = (config or TrainConfig()).check()
+    config = (config or SuiteTrainConfig()).check()
     task_names = tuple(config.tasks) if config.tasks is not None else default_tasks(labels, meta)
     montages, n = _montage_tensor(images, config.size, progress)
     lab = _labels_tensor(labels, n, config.size) if labels is not None else None
     summary = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
                "tasks": list(task_names),
                "data": {"images": n, "mean": float(montages.mean()), "std": float(montages.std()),
-                        "digest": _array_digest(montages.numpy()),
+                        "digest": array_digest(montages.numpy()),
                         "labelled": int(n if labelled is None else np.count_nonzero(labelled)) if lab is not None else 0,
                         "meta_keys": sorted(meta or {})},
                "results": {}}
@@ -177,7 +192,7 @@ def _resume(checkpoint, summary: dict) -> Suite | None:
     return old
 
 
-def _train_one(task, montages, config: TrainConfig, progress: bool, tqdm) -> tuple[CTNet, dict]:
+def _train_one(task, montages, config: SuiteTrainConfig, progress: bool, tqdm) -> tuple[CTNet, dict]:
     """Train one network on one task; returns it in eval mode and its training summary."""
     seed = config.seed * 1000 + sum(task.name.encode())  # each task its own stream, stable
     torch.manual_seed(seed)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from umsynth._arrays import check_finite, to_numpy
+from umsynth.kernels.arrays import check_finite, to_numpy
 
 __all__ = [
     "boundary_recall",

@@ -10,6 +10,7 @@ from umsynth._lazy import lazy_exports
 # public name -> submodule that defines it
 _EXPORTS = {
     "train": "loop",
+    "TrainResult": "loop",
     "build_generator": "loop",
     "build_discriminator": "loop",
     "Config": "config",

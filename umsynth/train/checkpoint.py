@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from umsynth.files import atomic_write
+
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "pix2pixhd_lr"]
 
 
@@ -60,8 +62,6 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write ``state`` atomically (temp file in the same folder, then ``os.replace``)."""
-    from umsynth.data.io import atomic_write
-
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(dest, lambda tmp: torch.save(state, tmp))

@@ -9,6 +9,7 @@ field's type.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ class GeneratorConfig:
     n_local_enhancers: int = 0
     n_blocks_local: int = 3
 
+    def __post_init__(self) -> None:
+        _check_section(self, ("model", "generator"))
+
 
 @dataclass
 class DiscriminatorConfig:
@@ -39,6 +43,9 @@ class DiscriminatorConfig:
     n_layers: int = 3
     num_D: int = 2
     norm: str = "instance"
+
+    def __post_init__(self) -> None:
+        _check_section(self, ("model", "discriminator"))
 
 
 @dataclass
@@ -57,6 +64,9 @@ class ModelConfig:
     n_classes: int = 3
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self) -> None:
+        _check_section(self, ("model",))
 
 
 @dataclass
@@ -83,6 +93,9 @@ class LossConfig:
     perceptual_weights: typing.Optional[str] = None
     lambda_perceptual: float = 10.0
 
+    def __post_init__(self) -> None:
+        _check_section(self, ("loss",))
+
 
 @dataclass
 class OptimConfig:
@@ -93,6 +106,9 @@ class OptimConfig:
     beta2: float = 0.999
     niter: int = 100
     niter_decay: int = 100
+
+    def __post_init__(self) -> None:
+        _check_section(self, ("optim",))
 
 
 @dataclass
@@ -114,6 +130,9 @@ class DataConfig:
     tr: int = 10
     batch_size: int = 1
     num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _check_section(self, ("data",))
 
 
 @dataclass
@@ -145,6 +164,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     tensorboard: bool = True
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check_section(self, ("train",))
 
 
 @dataclass
@@ -187,34 +209,63 @@ def config_fields(cfg: Config) -> list[tuple[str, object]]:
     return [(".".join(k), v) for k, v in _walk(cfg)]
 
 
+def _check_value(key: tuple, v) -> None:
+    """One leaf field against the rules above; ValueError naming ``section.field``."""
+    name = ".".join(key)
+    if key in _CHOICES and v not in _CHOICES[key]:
+        raise ValueError(f"{name} must be one of {', '.join(_CHOICES[key])}, got {v!r}")
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if key == ("loss", "confidence_threshold"):  # any finite or infinite value; not NaN
+            if v != v:
+                raise ValueError(f"{name} must not be NaN")
+        elif not math.isfinite(v):
+            raise ValueError(f"{name} must be finite, got {v!r}")
+        elif v < 0:
+            raise ValueError(f"{name} must be >= 0, got {v!r}")
+        elif v == 0 and key not in _NONNEG and not key[-1].startswith("lambda") and key not in (
+                ("loss", "dice_smooth"), ("optim", "beta1"), ("optim", "beta2")):
+            raise ValueError(f"{name} must be > 0, got {v!r}")
+
+
+def _check_section(section, path: tuple) -> None:
+    """The checks of one config section (its ``__post_init__``): every leaf, then the section's own rules."""
+    for f in dataclasses.fields(section):
+        v = getattr(section, f.name)
+        if not dataclasses.is_dataclass(v):
+            _check_value(path + (f.name,), v)
+    if path == ("data",):
+        if not 0 <= section.labelled_fraction <= 1:
+            raise ValueError(f"data.labelled_fraction must be in [0, 1], got {section.labelled_fraction!r}")
+        if not 1 <= section.tr <= 255:
+            raise ValueError(f"data.tr must be in 1..255, got {section.tr!r}")
+        if section.source == "folder" and not section.labelled_dir:
+            raise ValueError("data.labelled_dir must be set when data.source is 'folder'")
+    elif path == ("optim",):
+        if not (section.beta1 < 1 and section.beta2 < 1):
+            raise ValueError("optim.beta1 and optim.beta2 must be < 1")
+        if section.niter + section.niter_decay < 1:
+            raise ValueError("optim.niter + optim.niter_decay must be >= 1 (the number of epochs)")
+
+
 def validate(cfg: Config) -> Config:
-    """Check every field's type and range; raise ValueError naming the field."""
-    for key, v in _walk(cfg):
-        name = ".".join(key)
-        if key in _CHOICES and v not in _CHOICES[key]:
-            raise ValueError(f"{name} must be one of {', '.join(_CHOICES[key])}, got {v!r}")
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            if v != v or v in (float("inf"), float("-inf")):
-                if key != ("loss", "confidence_threshold"):
-                    raise ValueError(f"{name} must be finite, got {v!r}")
-            elif v < 0 and key != ("loss", "confidence_threshold"):
-                raise ValueError(f"{name} must be >= 0, got {v!r}")
-            elif v == 0 and key not in _NONNEG and not key[-1].startswith("lambda") and key not in (
-                    ("loss", "dice_smooth"), ("optim", "beta1"), ("optim", "beta2"), ("loss", "confidence_threshold")):
-                raise ValueError(f"{name} must be > 0, got {v!r}")
-    if not 0 <= cfg.data.labelled_fraction <= 1:
-        raise ValueError(f"data.labelled_fraction must be in [0, 1], got {cfg.data.labelled_fraction!r}")
-    if not (cfg.optim.beta1 < 1 and cfg.optim.beta2 < 1):
-        raise ValueError("optim.beta1 and optim.beta2 must be < 1")
-    if not 1 <= cfg.data.tr <= 255:
-        raise ValueError(f"data.tr must be in 1..255, got {cfg.data.tr!r}")
-    if cfg.optim.niter + cfg.optim.niter_decay < 1:
-        raise ValueError("optim.niter + optim.niter_decay must be >= 1 (the number of epochs)")
-    if cfg.data.source == "folder" and not cfg.data.labelled_dir:
-        raise ValueError("data.labelled_dir must be set when data.source is 'folder'")
-    if cfg.loss.confidence_threshold != cfg.loss.confidence_threshold:
-        raise ValueError("loss.confidence_threshold must not be NaN")
+    """Check every section again (each checks itself on construction, in ``__post_init__``).
+
+    For a config whose fields were changed in place after it was built; raises ValueError
+    naming the field.
+    """
+    for path, section in _sections(cfg):
+        _check_section(section, path)
     return cfg
+
+
+def _sections(obj, prefix=()):
+    """(path, section) of every dataclass in a Config, outermost first."""
+    if prefix:
+        yield prefix, obj
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            yield from _sections(v, prefix + (f.name,))
 
 
 def _hints(cls) -> dict:

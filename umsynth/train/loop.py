@@ -35,9 +35,9 @@ from __future__ import annotations
 import copy
 import math
 import os
-import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +45,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from umsynth.files import atomic_write_text, write_png
 from umsynth.models import (MultiscaleDiscriminator, MultiTaskGenerator, PerceptualLoss, confidence_mask,
                             feature_matching_loss, gan_loss, l1_loss, segmentation_loss)
 from umsynth.train.checkpoint import load_checkpoint, pix2pixhd_lr, rng_state, save_checkpoint, set_rng_state
 from umsynth.train.conditioning import conditioning_channels, conditioning_input
+from umsynth.runtime import environment, resolve_device
 from umsynth.train.config import Config, config_from_dict, config_to_dict, validate
 
-__all__ = ["train", "build_generator", "build_discriminator", "CHECKPOINT_NAME"]
+__all__ = ["train", "TrainResult", "build_generator", "build_discriminator", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "last.pt"
 _KEYS = {"um": (torch.float32, 3), "edges": (torch.float32, 3), "ct": (torch.float32, 3),
@@ -174,11 +176,7 @@ def _dist_setup(device_name: str):
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device_name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={device_name!r} but no CUDA device is usable")
+    device = resolve_device(device_name, "train.device")
     if world <= 1:
         return 1, 0, device, False
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -192,33 +190,67 @@ def _dist_setup(device_name: str):
     return dist.get_world_size(), dist.get_rank(), device, owns
 
 
-def _versions(world: int, device) -> dict:
-    import umsynth
-
-    out = {"python": sys.version.split()[0], "platform": platform.platform(), "umsynth": umsynth.__version__,
-           "torch": str(torch.__version__), "numpy": np.__version__, "cuda": torch.version.cuda,
-           "device": str(device), "world_size": world}
-    for mod in ("scipy", "skimage", "yaml", "tensorboard", "safetensors"):
-        try:
-            out[mod] = str(__import__(mod).__version__)
-        except Exception:  # optional packages: record what is there
-            out[mod] = None
-    if device.type == "cuda":
-        out["gpu"] = torch.cuda.get_device_name(device)
-    return out
-
-
 def _write_yaml(path: Path, data: dict) -> None:
     import yaml
 
-    from umsynth.data.io import atomic_write
-
-    text = yaml.safe_dump(data, sort_keys=False)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def _to_uint8(x: torch.Tensor, lo: float, hi: float) -> np.ndarray:
     return (((x.float().clamp(lo, hi) - lo) / (hi - lo)) * 255).round().byte().cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- the result
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    generator : MultiTaskGenerator
+        The trained generator, on the run's device, in training mode.
+    discriminator : MultiscaleDiscriminator or None
+        The trained discriminator (None when ``loss.gan`` is "none").
+    history : list of dict
+        One dict per iteration: ``step``, ``epoch``, ``lr`` and the loss values.
+    steps : int
+        Iterations done in all (this run and any it resumed).
+    steps_run : int
+        Iterations done by this call.
+    epochs_done : int
+    checkpoint : pathlib.Path or None
+        The last checkpoint written.
+    out_dir : pathlib.Path
+    seconds : float
+        Wall time of this call's iterations.
+    unlabelled_excluded : int
+        Unlabelled images left out (mask conditioning).
+    world_size : int
+        Processes of the run (DDP).
+    device : str
+        The device of this process.
+    """
+
+    generator: MultiTaskGenerator
+    discriminator: MultiscaleDiscriminator | None
+    history: list
+    steps: int
+    steps_run: int
+    epochs_done: int
+    checkpoint: Path | None
+    out_dir: Path
+    seconds: float
+    unlabelled_excluded: int
+    world_size: int
+    device: str
+
+    def __getitem__(self, key: str):
+        """``result["steps"]``: the dict-style access of earlier versions, which returned a dict."""
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -423,8 +455,6 @@ class _Run:
 
     def _samples(self) -> None:
         """Write the fixed batch's grid (UM | real | synthetic | real seg | synthetic seg)."""
-        from umsynth.data.io import write_png
-
         was = self.G.training
         self.G.eval()
         with torch.no_grad(), self._autocast():
@@ -454,7 +484,7 @@ class _Run:
 
     # ------------------------------------------------------------------ loop
 
-    def run(self) -> dict:
+    def run(self) -> "TrainResult":
         from tqdm import tqdm
 
         t, o = self.cfg.train, self.cfg.optim
@@ -503,11 +533,10 @@ class _Run:
             self._samples()
         if self.writer is not None:
             self.writer.close()
-        return {"steps": self.step, "epochs_done": self.epoch, "history": self.history,
-                "checkpoint": str(path) if path else None, "out_dir": str(self.out),
-                "seconds": elapsed, "steps_run": self.step - start_step,
-                "unlabelled_excluded": self.excluded, "world_size": self.world, "device": str(self.device),
-                "generator": self.G}
+        return TrainResult(generator=self.G, discriminator=self.D, history=self.history, steps=self.step,
+                           steps_run=self.step - start_step, epochs_done=self.epoch,
+                           checkpoint=Path(path) if path else None, out_dir=self.out, seconds=elapsed,
+                           unlabelled_excluded=self.excluded, world_size=self.world, device=str(self.device))
 
     def _log(self, losses: dict, bar) -> None:
         t = self.cfg.train
@@ -524,7 +553,7 @@ class _Run:
 
 def train(config: Config, labelled: Dataset, unlabelled: Dataset | None = None,
           out_dir: str | os.PathLike = "runs/umsynth", *, resume: bool | str | os.PathLike = False,
-          progress: bool | None = None) -> dict:
+          progress: bool | None = None) -> TrainResult:
     """Train the multi-task generator semi-supervised (method.md §4).
 
     Parameters
@@ -547,9 +576,8 @@ def train(config: Config, labelled: Dataset, unlabelled: Dataset | None = None,
 
     Returns
     -------
-    dict
-        ``steps``, ``history`` (one dict of loss values per iteration), ``checkpoint``,
-        ``seconds``, ``generator`` (the trained module) and a few counts.
+    TrainResult
+        The trained networks, the loss history, the checkpoint path and a few counts.
     """
     cfg = validate(copy.deepcopy(config))
     if labelled is None or len(labelled) == 0:
@@ -570,7 +598,7 @@ def train(config: Config, labelled: Dataset, unlabelled: Dataset | None = None,
         if run.main:
             out.mkdir(parents=True, exist_ok=True)
             _write_yaml(out / "config.yaml", config_to_dict(cfg))
-            _write_yaml(out / "versions.yaml", _versions(run.world, run.device))
+            _write_yaml(out / "versions.yaml", {**environment(run.device), "world_size": run.world})
         return run.run()
     finally:
         if run.owns_group:

@@ -1,0 +1,122 @@
+"""Covariance matrices: centring, checks and tolerances, the Gram-route factor.
+
+The layer below both :mod:`umsynth.stats` (which accumulates covariances) and
+:mod:`umsynth.frechet` with :mod:`umsynth.kernels.frechet_device` (which compare them), so
+that each reads its checks and tolerances from here rather than from the other.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from umsynth.kernels.arrays import check_finite, to_numpy
+
+__all__ = ["SYMMETRY_RTOL", "PSD_RTOL", "as_float64", "centre", "check_cov", "gram_factor"]
+
+# A covariance is refused as non-symmetric beyond this relative difference (max |S - S^T| / max |S|).
+SYMMETRY_RTOL = 1e-8
+# ... and as not positive semi-definite when an eigenvalue is below -PSD_RTOL * max |eigenvalue|.
+PSD_RTOL = 1e-6
+
+
+def as_float64(x: Any, name: str) -> np.ndarray:
+    """A real numpy array or CPU tensor as a finite float64 numpy array.
+
+    Raises
+    ------
+    TypeError
+        For a complex or non-numeric dtype.
+    ValueError
+        For NaN or Inf, naming `name`.
+    """
+    arr, _ = to_numpy(x, name)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected a real float array, got dtype {arr.dtype}")
+    arr = np.asarray(arr, dtype=np.float64)
+    check_finite(arr, name)
+    return arr
+
+
+def centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and centred copy of the rows of a float64 array, to full precision.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (n, d), float64
+
+    Returns
+    -------
+    mean : numpy.ndarray, shape (d,)
+    centred : numpy.ndarray, shape (n, d)
+        ``x - mean``.
+
+    Notes
+    -----
+    Two passes: the mean of the first centring is subtracted again, which removes the
+    rounding error of the first mean (matters when all features share a large offset).
+    """
+    # positional axes: the same code centres torch and CuPy arrays on their device
+    mean = x.mean(0)
+    xc = x - mean
+    fix = xc.mean(0)
+    xc -= fix
+    return mean + fix, xc
+
+
+def check_cov(sigma: Any, name: str, dim: int) -> np.ndarray:
+    """Validate a covariance matrix and return its symmetrised float64 copy.
+
+    Parameters
+    ----------
+    sigma : array_like, shape (dim, dim)
+    name : str
+        Named in error messages.
+    dim : int
+        The dimension the matrix must have (that of its mean).
+
+    Returns
+    -------
+    numpy.ndarray, shape (dim, dim)
+        ``(S + S^T) / 2`` in float64.
+
+    Raises
+    ------
+    ValueError
+        For a matrix that is not square or not dim x dim, NaN or Inf, or one that is not
+        symmetric (``max |S - S^T| > SYMMETRY_RTOL * max |S|``).
+    """
+    s = np.atleast_2d(as_float64(sigma, name))
+    if s.ndim != 2 or s.shape[0] != s.shape[1]:
+        raise ValueError(f"{name} must be a square covariance matrix, got shape {s.shape}")
+    if s.shape[0] != dim:
+        raise ValueError(f"{name} has shape {s.shape}, which does not match the mean's dimension {dim}")
+    if not s.size:
+        return s.copy()
+    # one transposed read (the slow part at d = 2048), then passes in memory order only
+    diff = s - s.T
+    scale = max(float(s.max()), -float(s.min()))
+    asym = max(float(diff.max()), -float(diff.min()))
+    if asym > SYMMETRY_RTOL * scale:
+        raise ValueError(f"{name} is not symmetric: max |S - S^T| = {asym:.3g} is more than "
+                         f"{SYMMETRY_RTOL:g} of max |S| = {scale:.3g}")
+    # symmetrise, S - (S - S^T) / 2, so that LAPACK, which reads one triangle, sees both
+    diff *= -0.5
+    diff += s
+    return diff
+
+
+def gram_factor(xc):
+    """Factor (d x (n - 1)) of the scatter matrix xc^T xc of centred rows xc (n x d).
+
+    Centred rows sum to zero, so the all-ones vector is an exact null direction that
+    would give the small cross-product a structurally zero singular value (sqrt-sized
+    error on the eigenvalue route). A Householder reflection H with H 1 = -sqrt(n) e1
+    turns that direction into the first row of H xc, which is dropped; H is orthogonal,
+    so (H xc)^T (H xc) = xc^T xc. Works on numpy, torch and CuPy arrays alike.
+    """
+    n = xc.shape[0]
+    r = np.sqrt(n)
+    # rows 1.. of H xc, H = I - v v^T / (n + r), v = 1 + r e1
+    w = (xc.sum(0) + r * xc[0]) / (n + r)  # positional axis: numpy, torch and CuPy alike
+    return (xc[1:] - w).T
