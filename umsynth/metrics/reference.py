@@ -27,6 +27,9 @@ __all__ = ["SplitPlan", "split_plan", "calibrated_cell", "reference_status", "DE
 DEFAULT_SPLITS = 16
 # Fewest real images for any reference (halves of 2: a covariance needs 2 samples).
 MIN_REAL = 4
+# Synthetic chunks drawn per split at least (fresh permutations when one holds fewer): the
+# comparison side then averages over as many subsets as the reference side's splits allow.
+MIN_CHUNKS = 4
 # Below this many real images the reference halves are small and the ratios noisy: said so.
 SMALL_REAL = 20
 
@@ -96,8 +99,9 @@ def split_plan(n_real: int, n_syn: int, splits: int = DEFAULT_SPLITS, seed: int 
         m = min(rest.size, n_syn)
         real_a.append(a)
         real_b.append(np.sort(rest[:m]))
-        q = rng.permutation(n_syn)
-        chunks.append(tuple(np.sort(q[i * m:(i + 1) * m]) for i in range(n_syn // m)))
+        per = n_syn // m
+        q = np.concatenate([rng.permutation(n_syn)[:per * m] for _ in range(-(-MIN_CHUNKS // per))])
+        chunks.append(tuple(np.sort(q[i * m:(i + 1) * m]) for i in range(q.size // m)))
     return SplitPlan(tuple(real_a), tuple(real_b), tuple(chunks), (real_a[0].size, real_b[0].size))
 
 
@@ -138,7 +142,7 @@ def reference_status(n_real: int) -> dict:
     h = int(n_real) // 2
     if n_real < SMALL_REAL:
         return {"status": "small",
-                "message": (f"the real set has {n_real} images, so each reference compares {h} with "
-                            f"{n_real - h}: normalized cells are noisy at this size; read MM-FID with its "
+                "message": (f"the real set is small ({n_real} images): each reference compares {h} with "
+                            f"{n_real - h} images, so the normalized cells are noisy; read MM-FID with its "
                             f"interval, and use at least {SMALL_REAL} real images for a stable reference")}
     return {"status": "ok", "message": f"reference from {n_real} real images (halves of {h})"}

@@ -88,8 +88,11 @@ def kid_cell(real: np.ndarray, syn: np.ndarray, real_ids=None, syn_ids=None) -> 
     krr, kss, krs = polynomial_kernel(real, real), polynomial_kernel(syn, syn), polynomial_kernel(real, syn)
     same_r = ri[:, None] == ri[None, :]
     mmd2 = _pair_mean(krr, same_r) + _pair_mean(kss, si[:, None] == si[None, :]) - 2.0 * float(krs.mean())
-    scale = float(np.diag(krr).mean()) - _pair_mean(krr, same_r)
-    if scale <= 0:
+    # half the mean squared kernel distance between different real images: for a plain sample
+    # this is mean k(x, x) - mean k(x, x'), and it stays >= 0 when a resample repeats images
+    diag = np.diag(krr)
+    scale = 0.5 * _pair_mean(diag[:, None] + diag[None, :] - 2.0 * krr, same_r)
+    if not scale > 0:
         raise ValueError("KID: the real features do not vary in this cell (kernel spread is 0)")
     return mmd2 / scale
 
@@ -175,8 +178,8 @@ def interval(features: CellFeatures, name: str, metric: str = "mm_fid", confiden
     """
     _check_metric(metric)
     confidence = _check_confidence(confidence)
-    if int(resamples) < 10:
-        raise ValueError(f"resamples must be >= 10, got {resamples}")
+    if int(resamples) < 2:
+        raise ValueError(f"resamples must be >= 2, got {resamples}")
     if name not in features.sets:
         raise ValueError(f"no set named {name!r}; sets: {sorted(features.sets)}")
     rng = np.random.default_rng(seed)
@@ -187,14 +190,29 @@ def interval(features: CellFeatures, name: str, metric: str = "mm_fid", confiden
     for b in range(int(resamples)):
         ir = rng.integers(0, nr, nr)
         js = _resample_set(rng, ns, groups)
-        got = summaries(_take(features.real, ir), _take(features.sets[name], js), features.cells,
-                        splits=RESAMPLE_SPLITS, seed=int(rng.integers(2**31)), metrics=(metric,),
-                        real_ids=ir, syn_ids=js)
-        vals[b] = got[metric]
-    alpha = (1.0 - confidence) / 2.0
-    return {"interval": (float(np.quantile(vals, alpha)), float(np.quantile(vals, 1.0 - alpha))),
+        vals[b] = _replicate(lambda: summaries(_take(features.real, ir), _take(features.sets[name], js),
+                                               features.cells, splits=RESAMPLE_SPLITS, seed=int(rng.integers(2**31)),
+                                               metrics=(metric,), real_ids=ir, syn_ids=js)[metric])
+    return {"interval": _percentiles(vals, confidence),
             "confidence": confidence, "resamples": int(resamples),
             "unit": "source cases and real images" if groups is not None else "images"}
+
+
+def _replicate(compute) -> float:
+    """One bootstrap replicate; nan when the draw is degenerate (too few distinct images)."""
+    try:
+        return float(compute())
+    except ValueError:
+        return float("nan")
+
+
+def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval over the replicates that are not degenerate."""
+    ok = values[np.isfinite(values)]
+    if ok.size < 2:
+        raise ValueError("too few usable bootstrap replicates (the sets hold too few distinct images)")
+    alpha = (1.0 - confidence) / 2.0
+    return float(np.quantile(ok, alpha)), float(np.quantile(ok, 1.0 - alpha))
 
 
 def _paired_groups(features: CellFeatures, a: str, b: str):
@@ -243,8 +261,8 @@ def compare(features: CellFeatures, a: str, b: str, metric: str = "mm_fid", conf
             raise ValueError(f"no set named {s!r}; sets: {sorted(features.sets)}")
     if a == b:
         raise ValueError("compare needs two different sets")
-    if int(resamples) < 10 or int(permutations) < 10:
-        raise ValueError(f"resamples and permutations must be >= 10, got {resamples} and {permutations}")
+    if int(resamples) < 2 or int(permutations) < 2:
+        raise ValueError(f"resamples and permutations must be >= 2, got {resamples} and {permutations}")
     fa, fb = features.sets[a], features.sets[b]
     observed = _difference(features, fa, fb, metric, seed, splits)
     # the test statistic: the same procedure for the data and every permutation
@@ -262,8 +280,9 @@ def compare(features: CellFeatures, a: str, b: str, metric: str = "mm_fid", conf
             pick = rng.integers(0, len(paired), len(paired))
             ia = np.concatenate([paired[g][0] for g in pick])
             ib = np.concatenate([paired[g][1] for g in pick])
-        boots[r] = _difference(features, _take(fa, ia), _take(fb, ib), metric, int(rng.integers(2**31)),
-                               RESAMPLE_SPLITS, real=_take(features.real, ir), ids=(ir, ia, ib))
+        sub = int(rng.integers(2**31))
+        boots[r] = _replicate(lambda: _difference(features, _take(fa, ia), _take(fb, ib), metric, sub,
+                                                  RESAMPLE_SPLITS, real=_take(features.real, ir), ids=(ir, ia, ib)))
 
     pooled = {c: np.concatenate([fa[c], fb[c]]) for c in features.cells}
     hits = 0
@@ -277,9 +296,7 @@ def compare(features: CellFeatures, a: str, b: str, metric: str = "mm_fid", conf
             ib = np.concatenate([g[0] if s else (g[1] + na) for g, s in zip(paired, swap)])
         d = _difference(features, _take(pooled, ia), _take(pooled, ib), metric, seed, RESAMPLE_SPLITS)
         hits += abs(d) >= abs(tested) - 1e-12 * max(abs(tested), 1.0)
-    alpha = (1.0 - confidence) / 2.0
-    return {"metric": metric, "difference": float(observed),
-            "interval": (float(np.quantile(boots, alpha)), float(np.quantile(boots, 1.0 - alpha))),
+    return {"metric": metric, "difference": float(observed), "interval": _percentiles(boots, confidence),
             "p_value": (1.0 + hits) / (1.0 + int(permutations)),
             "unit": "source cases (paired)" if paired is not None else "images",
             "confidence": confidence, "resamples": int(resamples), "permutations": int(permutations)}
