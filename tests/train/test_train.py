@@ -199,6 +199,9 @@ _WORKER = textwrap.dedent("""
     import json, sys, torch
     sys.path.insert(0, {tests!r})
     torch.set_num_threads(1)
+    # float64: one process and DDP then agree to rounding (1e-14 measured); in float32 Adam
+    # turns reduction-order noise into differences of up to 6e-3, which would hide a real bug
+    torch.set_default_dtype(torch.float64)
     from conftest import TINY, tiny_sets
     from umsynth.train import apply_overrides, load_config, train
     import torch.distributed as dist
@@ -211,8 +214,9 @@ _WORKER = textwrap.dedent("""
     torch.manual_seed(cfg.train.seed)
     init = build_generator(cfg).eval()
     with torch.no_grad():
-        ct, seg = out.generator.eval()(conditioning_input(x, "um", 3, True))
-        ct0 = init(conditioning_input(x, "um", 3, True))[0]
+        cond = conditioning_input(x, "um", 3, True).double()
+        ct, seg = out.generator.eval()(cond)
+        ct0 = init(cond)[0]
     rank = out.world_size > 1 and __import__("os").environ["RANK"] or "0"
     json.dump({{"history": out.history, "ct": ct.flatten().tolist(), "seg": seg.flatten().tolist(),
                "ct0": ct0.flatten().tolist()}},
@@ -246,13 +250,13 @@ def test_ddp_two_processes_match_one(tmp_path):
         for key in ("G", "G_l1", "G_seg", "D", "G_u", "G_pseudo_u"):
             if key in h:
                 mean = 0.5 * (two[0]["history"][step][key] + two[1]["history"][step][key])
-                assert mean == pytest.approx(h[key], rel=1e-4, abs=1e-5), (step, key)
+                assert mean == pytest.approx(h[key], rel=1e-10, abs=1e-12), (step, key)
     assert "G_pseudo_u" in one["history"][-1]
-    # the trained generators agree (rank 0 and 1 hold identical weights); Adam magnifies the
-    # float noise of the gradient reduction order a little, far less than training moves the output
+    # the trained generators agree (rank 0 and 1 hold identical weights) to float64 rounding:
+    # a wrong gradient scale, a missing all-reduce or overlapping shards moves them by far more
     assert two[0]["ct"] == two[1]["ct"]
-    np.testing.assert_allclose(two[0]["ct"], one["ct"], atol=1e-3)
-    np.testing.assert_allclose(two[0]["seg"], one["seg"], atol=1e-2)
+    np.testing.assert_allclose(two[0]["ct"], one["ct"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(two[0]["seg"], one["seg"], rtol=0, atol=1e-8)
     assert np.abs(np.subtract(one["ct"], one["ct0"])).max() > 20 * 1e-3
 
 

@@ -381,8 +381,10 @@ class _Run:
     def _prepare(self, batch: dict):
         m = self.cfg.model
         cond = conditioning_input(batch, m.conditioning, m.n_classes, m.use_edges)
-        cond = cond.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        real = batch["ct"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        # the networks' dtype: float32, or float64 when built under torch.set_default_dtype(float64)
+        dtype = next(self.G.parameters()).dtype
+        cond = cond.to(self.device, dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
+        real = batch["ct"].to(self.device, dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
         return cond, real
 
     def _phase(self, batch: dict, labelled: bool) -> dict:
