@@ -136,6 +136,8 @@ def run(args) -> int:
     """Run ``umsynth masks``; returns 0, or 1 if any image failed."""
     from tqdm import tqdm
 
+    from umsynth.progress import progress
+
     from umsynth import samples  # the phantom behind it needs scipy: only when samples are used
 
     check_args(args)
@@ -153,7 +155,7 @@ def run(args) -> int:
 
     rows: list[dict] = []
     used: set[str] = set()
-    for path in tqdm(paths, desc="masks", unit="image", disable=None):
+    for path in progress(paths, desc="masks", unit="image"):
         try:
             grey = read_grey(path)
         except (OSError, ValueError) as exc:  # the message starts with the path

@@ -35,7 +35,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from umsynth.files import atomic_write_text, write_png
+from umsynth.progress import progress
 from umsynth.models import (MultiscaleDiscriminator, MultiTaskGenerator, PerceptualLoss, confidence_mask,
                             feature_matching_loss, gan_loss, l1_loss, segmentation_loss)
 from umsynth.train.checkpoint import load_checkpoint, pix2pixhd_lr, rng_state, save_checkpoint, set_rng_state
@@ -487,15 +487,13 @@ class _Run:
     # ------------------------------------------------------------------ loop
 
     def run(self) -> "TrainResult":
-        from tqdm import tqdm
-
         t, o = self.cfg.train, self.cfg.optim
         total = self.epochs * self.steps_per_epoch
         if t.max_steps is not None:
             total = min(total, t.max_steps)
         self._open_writer()
-        bar = tqdm(total=total, initial=min(self.step, total), desc="train", unit="it", disable=not self.progress,
-                   file=sys.stderr, dynamic_ncols=True)
+        bar = progress(total=total, initial=min(self.step, total), desc="train", unit="it",
+                       disable=not self.progress)
         t0, start_step = time.perf_counter(), self.step
         done = False
         while self.epoch < self.epochs and not done:
@@ -574,7 +572,7 @@ def train(config: Config, labelled: Dataset, unlabelled: Dataset | None = None,
     resume : bool or path-like
         True: continue from ``out_dir/checkpoints/last.pt``; a path: from that file.
     progress : bool or None
-        Show the tqdm bar (None: ``config.train.progress``).
+        Show the progress bar (None: ``config.train.progress``).
 
     Returns
     -------
