@@ -75,7 +75,7 @@ def load_generator(checkpoint, device="cpu"):
     st = load_checkpoint(checkpoint, map_location="cpu")
     cfg = config_from_dict(st["config"])
     gen = build_generator(cfg)
-    gen.load_state_dict(st["generator"])
+    gen.load_state_dict(st.get("ema") or st["generator"])  # the EMA generator (train.ema) when there is one
     return gen.to(dev).eval(), cfg
 
 

@@ -187,7 +187,7 @@ def test_resume_refuses_another_model(sets, tmp_path, tiny):
     lab, unl = sets
     train(_resume_cfg(tiny, 1), lab, unl, tmp_path)
     other = apply_overrides(_resume_cfg(tiny, 2), ["model.generator.ngf=4"])
-    with pytest.raises(ValueError, match="model section differs"):
+    with pytest.raises(ValueError, match=r"another configuration: model\.generator\.ngf 8 -> 4"):
         train(other, lab, unl, tmp_path, resume=True)
     with pytest.raises(FileNotFoundError):
         train(_resume_cfg(tiny, 2), lab, unl, tmp_path / "nothing", resume=True)
