@@ -26,14 +26,26 @@ def clock(monkeypatch):
     return c
 
 
-def test_log_lines_per_five_percent_not_per_step():
+def test_log_lines_per_five_percent_not_per_step(clock):
     out = io.StringIO()
-    assert sum(1 for _ in progress(range(1000), desc="train", unit="step", file=out)) == 1000
+    n = 0
+    for _ in progress(range(1000), desc="train", unit="step", file=out):
+        clock.t += 0.5  # 500 s in all: 5 % takes 25 s
+        n += 1
+    assert n == 1000
     lines = out.getvalue().splitlines()
     assert len(lines) == 20  # 5 %, 10 %, ..., 100 %: the last one falls on a 5 % boundary
     assert lines[0].startswith("train:") and "50/1000" in lines[0]
     assert "1000/1000" in lines[-1] and "100%" in lines[-1]
     assert "\r" not in out.getvalue()
+
+
+def test_a_short_loop_writes_one_line(clock):
+    out = io.StringIO()
+    for _ in progress(range(12), desc="task", unit="step", file=out):
+        clock.t += 0.4  # 5 s in all: each step is 8 % of the total, but lines are >= 10 s apart
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and "12/12" in lines[0]
 
 
 def test_last_line_written_when_the_total_is_not_reached():

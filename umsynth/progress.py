@@ -3,20 +3,24 @@
 In a terminal (``sys.stderr.isatty()``) :func:`progress` is tqdm's own bar. Outside one (a
 CI log, ``nohup``, a cluster job) a bar redrawn at every step would write a line per step,
 so there it writes one line each time another ``LOG_PERCENT`` % of the total is done or
-``LOG_SECONDS`` seconds have passed since the last line (whichever comes first), and a last
-line when the loop ends. Without a known total: one line per ``LOG_SECONDS`` and the last.
+``LOG_SECONDS`` seconds have passed since the last line (whichever comes first), but never
+within ``LOG_MIN_SECONDS`` of the last line, and a last line when the loop ends. Without a
+known total: one line per ``LOG_SECONDS`` and the last. A loop of a few seconds writes one
+line; a long one at most 20 plus one a minute.
 """
 from __future__ import annotations
 
 import sys
 import time
 
-__all__ = ["progress", "LOG_PERCENT", "LOG_SECONDS"]
+__all__ = ["progress", "LOG_PERCENT", "LOG_SECONDS", "LOG_MIN_SECONDS"]
 
 #: outside a terminal: a line per this many percent of the total ...
 LOG_PERCENT = 5.0
 #: ... or per this many seconds, whichever comes first
 LOG_SECONDS = 60.0
+#: ... but lines (except the last) at least this many seconds apart
+LOG_MIN_SECONDS = 10.0
 
 
 def progress(iterable=None, total: int | None = None, desc: str | None = None, *, unit: str = "it",
@@ -99,6 +103,8 @@ class _LogBar:
         if self.disable:
             return
         now = time.monotonic()
+        if now - self._last_t < LOG_MIN_SECONDS:
+            return
         step = self.total * LOG_PERCENT / 100 if self.total else None
         if (step is not None and self.n - self._last_n >= step) or (
                 self.n > self._last_n and now - self._last_t >= LOG_SECONDS):
