@@ -278,6 +278,21 @@ def test_cli_train_phantom_overrides_and_resume(tmp_path, capsys):
     assert (cfg.model.generator.ngf, cfg.data.phantom_n, cfg.data.phantom_size, cfg.train.max_steps) == (8, 4, 64, 1)
     assert main(args + ["--resume"]) == 0  # max_steps back to None: finish the epoch (2 iterations)
     assert "2 steps (1 this run" in capsys.readouterr().out
+    # the grid shows 4 phantom cases of another cohort seed (never trained on), linked from index.html
+    from umsynth.data.phantom import phantom_cohort
+    from umsynth.files import read_image
+
+    grid = read_image(tmp_path / "run" / "samples" / "step_0000002.png", "values")
+    val = phantom_cohort(4, 64, 1, 1.0)
+    assert grid.shape == (4 * 64, 5 * 64)
+    np.testing.assert_array_equal(grid[64:128, 64:128], val.images[1])
+    assert "samples/step_0000002.png" in (tmp_path / "run" / "index.html").read_text()
+    # fine-tuning: a new run from the first run's weights
+    tuned = args[:4] + [str(tmp_path / "tuned")] + args[5:]
+    assert main(tuned + ["--from-checkpoint", str(tmp_path / "run"), "--train.max_steps", "1"]) == 0
+    assert "1 steps (1 this run" in capsys.readouterr().out
+    assert main(tuned + ["--from-checkpoint", "x", "--resume"]) == 2
+    assert "not both" in capsys.readouterr().err
     assert main(args + ["--set", "model.generator.ngf=x"]) == 2
     assert "must be an integer" in capsys.readouterr().err
 
