@@ -223,7 +223,7 @@ def folder_stats(folder: str | os.PathLike, extractor: FeatureExtractor, batch_s
         Keep the raw features; default: when there are at most ``extractor.dims`` images,
         so that the distance takes the exact small-Gram route.
     progress : bool, optional
-        Show a tqdm progress bar over images (on stderr).
+        Show progress over images on stderr (:func:`umsynth.progress.progress`).
 
     Returns
     -------
