@@ -37,12 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for modname in COMMANDS.values():
         importlib.import_module(modname).register(sub)
+    _mark_leaves(parser)
     return parser
+
+
+def _mark_leaves(parser: argparse.ArgumentParser) -> None:
+    """Give every innermost sub-command parser a default ``_parser`` naming itself.
+
+    argparse reports an unknown flag with the top-level usage; :func:`main` uses this to
+    report it with the sub-command's own usage instead.
+    """
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        parser.set_defaults(_parser=parser)
+    for action in subs:
+        for child in set(action.choices.values()):
+            _mark_leaves(child)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the sub-command's usage, not the top-level one (exits with status 2)
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, OSError) as exc:

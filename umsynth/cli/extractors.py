@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from umsynth.cli._actions import action_parser
+from umsynth.cli._actions import action_parser, add_no_progress
 from umsynth.files import list_images, read_image
 
 DESCRIPTION = """\
@@ -41,7 +41,7 @@ def register(subparsers) -> None:
                    help="scales stored in the suite (default 128 256 512 1024; --quick 32 64)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint", metavar="FILE", help="save after each task and resume from it")
-    t.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_no_progress(t)
     t.set_defaults(func=run_train)
 
 

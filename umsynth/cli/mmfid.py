@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from umsynth.cli._actions import add_device, add_no_progress
+
 DESCRIPTION_HEAD = """\
 MM-FID and MM-STD (multi-model, multi-scale Fréchet distance and variety) of one or more
 synthetic image folders against a real image folder, with an extractor suite trained by
@@ -34,7 +36,7 @@ def register(subparsers) -> None:
                    help="add torchvision's InceptionV3 with this local state dict as a suite member "
                         "(needs torchvision; never downloads)")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda[:N]")
+    add_device(p)
     p.add_argument("--bootstrap", type=int, default=0, metavar="B",
                    help="resamples of images for the intervals of MM-FID, MM-STD and KID, and for each pair of "
                         "sets' difference (B bootstrap draws and B permutations; 200 is a good value; "
@@ -51,7 +53,7 @@ def register(subparsers) -> None:
     p.add_argument("--save-stats", metavar="DIR", help="save each set's statistics under DIR")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the kept sample, the reference's splits, bootstrap and t-SNE")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 
@@ -71,10 +73,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--cell must be NAME:PX, e.g. ct-degradation:1024, got {args.cell!r}")
         cell = (name, int(px))
     from umsynth.extractors import inception_member, load_suite
+    from umsynth.runtime import resolve_device
 
-    suite = load_suite(args.suite, args.device if args.device.startswith("cuda") else "cpu")
+    device = str(resolve_device(args.device, "--device"))
+    suite = load_suite(args.suite, device)
     if args.inception_weights:
-        suite = suite.with_member(inception_member(args.inception_weights, args.device))
+        suite = suite.with_member(inception_member(args.inception_weights, device))
     sets = {}
     for path in args.synthetic:
         base = Path(path).resolve().name or "synthetic"
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             name, i = f"{base}-{i}", i + 1
         sets[name] = path
     real = args.real
-    result = mmfid(real, sets, suite, scales=args.scales, batch_size=args.batch_size, device=args.device,
+    result = mmfid(real, sets, suite, scales=args.scales, batch_size=args.batch_size, device=device,
                    normalization=args.normalization, keep=args.keep, bootstrap=args.bootstrap, knn=args.knn,
                    cell=cell, tsne=args.tsne, save_stats=args.save_stats, seed=args.seed,
                    progress=not args.no_progress, knn_reference=args.knn_reference)

@@ -99,13 +99,13 @@ def default_tasks(labels=None, meta=None) -> tuple:
 
 def _montage_tensor(images, size: int, progress: bool) -> tuple[torch.Tensor, int]:
     """All training images resized once to (N, 1, 2 size, 2 size), float32 in [0, 1]."""
-    from tqdm.auto import tqdm
+    from umsynth.progress import progress as progress_bar
 
     from umsynth.extractors.sources import as_source
 
     src = as_source(images, "images")
     out = []
-    for _, img in tqdm(src, total=src.length, desc="reading", unit="img", disable=not progress):
+    for _, img in progress_bar(src, total=src.length, desc="reading", unit="img", disable=not progress):
         out.append(F.interpolate(img[None], size=(2 * size, 2 * size), mode="bilinear",
                                  align_corners=False, antialias=True)[0])
     return torch.stack(out).clamp_(0.0, 1.0), len(out)
@@ -151,7 +151,7 @@ def train_suite(images, config: SuiteTrainConfig | None = None, labels=None, lab
         Networks in eval mode, the config's scales, and a training summary (data size and
         digest, config, per-task final loss and accuracy, seconds).
     """
-    from tqdm.auto import tqdm
+    from umsynth.progress import progress as progress_bar
 
     config = (config or SuiteTrainConfig()).check()
     task_names = tuple(config.tasks) if config.tasks is not None else default_tasks(labels, meta)
@@ -171,7 +171,7 @@ def train_suite(images, config: SuiteTrainConfig | None = None, labels=None, lab
             continue
         task = _tasks.make_task(name, n, labels=lab, labelled=labelled,
                                 meta_values=(meta or {}).get(name[5:]) if name.startswith("meta:") else None)
-        net, result = _train_one(task, montages, config, progress, tqdm)
+        net, result = _train_one(task, montages, config, progress, progress_bar)
         members.append(Member(f"ct-{name.replace(':', '-')}", name, net, tuple(config.channels), task.classes,
                               task.head, task.values, config.stem))
         summary["results"][name] = result

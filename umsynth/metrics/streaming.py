@@ -242,10 +242,10 @@ def _dist_info() -> tuple[int, int]:
 
 def _batches(src, rank: int, world: int, batch_size: int, name: str, progress: bool):
     """Yield (indices array, list of (1, H, W) tensors) of this process's images, a batch at a time."""
-    from tqdm.auto import tqdm
+    from umsynth.progress import progress as progress_bar
 
     total = None if src.length is None else len(range(rank, src.length, world))
-    with tqdm(total=total, desc=name, unit="img", disable=not progress) as bar:
+    with progress_bar(total=total, desc=name, unit="img", disable=not progress) as bar:
         buf_idx, buf_img = [], []
         for i, img in src.iterate(rank, world):
             buf_idx.append(i)
