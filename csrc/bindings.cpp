@@ -15,6 +15,7 @@
 namespace py = pybind11;
 
 void bind_frechet(py::module_& m);  // csrc/frechet/frechet_bindings.cpp
+void bind_radiomics(py::module_& m);  // csrc/radiomics/radiomics_bindings.cpp
 
 #ifdef UMS_CUDA_MODULE
 #include "slic/slic_cuda.h"
@@ -53,6 +54,7 @@ PYBIND11_MODULE(_cuda, m) {
         "(usable, reason): whether a CUDA device can be used now");
   m.def("architectures", []() { return std::string(UMS_CUDA_ARCHS); });
   bind_frechet(m);
+  bind_radiomics(m);
   m.def("slic_scratch_bytes", &slic_scratch_bytes_py);
   m.def("slic_fast", &slic_fast_cuda_py);
 }
@@ -177,5 +179,6 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("slic_reference_f64", &slic_reference_py<double>);
   m.def("enforce_connectivity_reference", &enforce_reference_py);
   bind_frechet(m);
+  bind_radiomics(m);
 }
 #endif

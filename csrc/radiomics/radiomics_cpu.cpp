@@ -1,0 +1,256 @@
+// CPU launcher of the radiomics matrices: OpenMP over images, each image counted by one
+// thread with the per-element functions of radiomics_kernels.h. A matrix is counted
+// densely over the gray levels present in the image where it fits in kDenseMax cells,
+// else by sorting its entries' codes; both give the same sparse (COO) result.
+#include "radiomics/radiomics_cpu.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "radiomics/radiomics_kernels.h"
+
+namespace ums {
+namespace radiomics {
+namespace {
+
+constexpr size_t kDenseMax = size_t(1) << 22;
+
+// The gray levels present in one image, in increasing order, and the index of each.
+struct Levels {
+  std::vector<int32_t> value;  // index -> gray level
+  std::vector<int32_t> index;  // gray level -> index (-1 if absent)
+  void build(const int32_t* q, int64_t P) {
+    int32_t mx = 0;
+    for (int64_t p = 0; p < P; ++p) mx = std::max(mx, q[p]);
+    index.assign((size_t)mx + 1, -1);
+    for (int64_t p = 0; p < P; ++p) index[q[p]] = 0;
+    value.clear();
+    for (int32_t g = 1; g <= mx; ++g)
+      if (index[g] == 0) {
+        index[g] = (int32_t)value.size();
+        value.push_back(g);
+      } else {
+        index[g] = -1;
+      }
+  }
+  int32_t size() const { return (int32_t)value.size(); }
+};
+
+// Counts of (a, b) index pairs of one matrix with na x nb cells.
+class PairCounter {
+ public:
+  // dense = false: always sort (a matrix with far fewer entries than cells).
+  void reset(int64_t na, int64_t nb, bool dense = true) {
+    na_ = na;
+    nb_ = nb;
+    dense_ = dense && (size_t)(na * nb) <= kDenseMax;
+    if (dense_) cells_.assign((size_t)(na * nb), 0);
+    else codes_.clear();
+  }
+  void add(int64_t a, int64_t b, int64_t times = 1) {
+    if (dense_) cells_[(size_t)(a * nb_ + b)] += times;
+    else for (int64_t t = 0; t < times; ++t) codes_.push_back(a * nb_ + b);
+  }
+  // Append the non-zero cells as (seg, a_value(a), b_value(b), count) in (a, b) order.
+  template <class FA, class FB>
+  void emit(int64_t seg, FA a_value, FB b_value, Coo& out) {
+    auto put = [&](int64_t code, int64_t count) {
+      out.seg.push_back(seg);
+      out.a.push_back(a_value(code / nb_));
+      out.b.push_back(b_value(code % nb_));
+      out.v.push_back((double)count);
+    };
+    if (dense_) {
+      for (int64_t c = 0; c < na_ * nb_; ++c)
+        if (cells_[(size_t)c]) put(c, cells_[(size_t)c]);
+      return;
+    }
+    std::sort(codes_.begin(), codes_.end());
+    for (size_t s = 0; s < codes_.size();) {
+      size_t e = s;
+      while (e < codes_.size() && codes_[e] == codes_[s]) ++e;
+      put(codes_[s], (int64_t)(e - s));
+      s = e;
+    }
+  }
+
+ private:
+  int64_t na_ = 0, nb_ = 0;
+  bool dense_ = true;
+  std::vector<int64_t> cells_;
+  std::vector<int64_t> codes_;
+};
+
+// Run per image in parallel, each image writing its own Coo; concatenate in order.
+template <class F>
+Coo per_image(int64_t N, int threads, F body) {
+  std::vector<Coo> parts((size_t)N);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : omp_get_max_threads())
+  for (int64_t n = 0; n < N; ++n) body(n, parts[(size_t)n]);
+  Coo out;
+  size_t total = 0;
+  for (const auto& p : parts) total += p.seg.size();
+  out.seg.reserve(total);
+  out.a.reserve(total);
+  out.b.reserve(total);
+  out.v.reserve(total);
+  for (auto& p : parts) {
+    out.seg.insert(out.seg.end(), p.seg.begin(), p.seg.end());
+    out.a.insert(out.a.end(), p.a.begin(), p.a.end());
+    out.b.insert(out.b.end(), p.b.begin(), p.b.end());
+    out.v.insert(out.v.end(), p.v.begin(), p.v.end());
+    p = Coo();
+  }
+  return out;
+}
+
+}  // namespace
+
+void discretize_cpu(const double* image, const uint8_t* mask, int64_t N, int H, int W,
+                    const double* low, const double* delta, int32_t* q, int threads) {
+  const int64_t P = (int64_t)H * W;
+#pragma omp parallel for schedule(static) num_threads(threads > 0 ? threads : omp_get_max_threads())
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t e = n * P + p;
+      q[e] = (mask && !mask[e]) ? 0 : bin_of(image[e], low[n], delta[n]);
+    }
+}
+
+Coo glcm_cpu(const int32_t* q, int64_t N, int H, int W, int threads) {
+  const int64_t P = (int64_t)H * W;
+  return per_image(N, threads, [&](int64_t n, Coo& out) {
+    const int32_t* qi = q + n * P;
+    Levels lv;
+    lv.build(qi, P);
+    const int32_t G = lv.size();
+    PairCounter pc;
+    for (int a = 0; a < kAngles; ++a) {
+      pc.reset(G, G);
+      for (int y = 0; y < H; ++y)
+        for (int x = 0; x < W; ++x) {
+          const int32_t c = qi[(int64_t)y * W + x];
+          if (!c) continue;
+          const int32_t g = glcm_partner(qi, H, W, y, x, a);
+          if (!g) continue;
+          pc.add(lv.index[c], lv.index[g]);
+          pc.add(lv.index[g], lv.index[c]);
+        }
+      auto level = [&](int64_t i) { return lv.value[(size_t)i]; };
+      pc.emit(n * kAngles + a, level, level, out);
+    }
+  });
+}
+
+Coo glrlm_cpu(const int32_t* q, int64_t N, int H, int W, int threads) {
+  const int64_t P = (int64_t)H * W;
+  const int L = std::max(H, W);
+  return per_image(N, threads, [&](int64_t n, Coo& out) {
+    const int32_t* qi = q + n * P;
+    Levels lv;
+    lv.build(qi, P);
+    PairCounter pc;
+    std::vector<int32_t> line((size_t)(H + W), 0);
+    for (int a = 0; a < kAngles; ++a) {
+      pc.reset(lv.size(), L + 1);
+      std::fill(line.begin(), line.end(), 0);
+      bool multi = false;  // some line holds two ROI pixels
+      for (int y = 0; y < H; ++y)
+        for (int x = 0; x < W; ++x) {
+          const int32_t c = qi[(int64_t)y * W + x];
+          if (!c) continue;
+          if (++line[(size_t)line_key(y, x, a, H, W)] > 1) multi = true;
+          const int r = run_length(qi, H, W, y, x, a);
+          if (r) pc.add(lv.index[c], r);
+        }
+      if (!multi) continue;
+      pc.emit(n * kAngles + a, [&](int64_t i) { return lv.value[(size_t)i]; },
+              [](int64_t r) { return (int32_t)r; }, out);
+    }
+  });
+}
+
+Coo glszm_cpu(const int32_t* q, int64_t N, int H, int W, int threads) {
+  const int64_t P = (int64_t)H * W;
+  return per_image(N, threads, [&](int64_t n, Coo& out) {
+    const int32_t* qi = q + n * P;
+    Levels lv;
+    lv.build(qi, P);
+    std::vector<uint8_t> seen((size_t)P, 0);
+    std::vector<int64_t> stack;
+    PairCounter pc;
+    pc.reset(lv.size(), P + 1, false);  // zones are few
+    for (int64_t s = 0; s < P; ++s) {
+      const int32_t c = qi[s];
+      if (!c || seen[(size_t)s]) continue;
+      // flood fill of the 8-connected zone of gray level c
+      int64_t size = 0;
+      stack.assign(1, s);
+      seen[(size_t)s] = 1;
+      while (!stack.empty()) {
+        const int64_t k = stack.back();
+        stack.pop_back();
+        ++size;
+        const int y = (int)(k / W), x = (int)(k % W);
+        for (int nb = 0; nb < kNeighbours; ++nb) {
+          const int yy = y + neighbour_dy(nb), xx = x + neighbour_dx(nb);
+          if (at(qi, H, W, yy, xx) != c) continue;
+          const int64_t j = (int64_t)yy * W + xx;
+          if (seen[(size_t)j]) continue;
+          seen[(size_t)j] = 1;
+          stack.push_back(j);
+        }
+      }
+      pc.add(lv.index[c], size);
+    }
+    pc.emit(n, [&](int64_t i) { return lv.value[(size_t)i]; },
+            [](int64_t z) { return (int32_t)z; }, out);
+  });
+}
+
+Coo gldm_cpu(const int32_t* q, int64_t N, int H, int W, int alpha, int threads) {
+  const int64_t P = (int64_t)H * W;
+  return per_image(N, threads, [&](int64_t n, Coo& out) {
+    const int32_t* qi = q + n * P;
+    Levels lv;
+    lv.build(qi, P);
+    PairCounter pc;
+    pc.reset(lv.size(), kNeighbours + 1);
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x) {
+        const int32_t c = qi[(int64_t)y * W + x];
+        if (c) pc.add(lv.index[c], dependence(qi, H, W, y, x, alpha));
+      }
+    pc.emit(n, [&](int64_t i) { return lv.value[(size_t)i]; },
+            [](int64_t d) { return (int32_t)(d + 1); }, out);
+  });
+}
+
+Coo ngtdm_cpu(const int32_t* q, int64_t N, int H, int W, int threads) {
+  const int64_t P = (int64_t)H * W;
+  return per_image(N, threads, [&](int64_t n, Coo& out) {
+    const int32_t* qi = q + n * P;
+    Levels lv;
+    lv.build(qi, P);
+    std::vector<int64_t> count((size_t)lv.size(), 0), diff((size_t)lv.size(), 0);
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x) {
+        const int32_t c = qi[(int64_t)y * W + x];
+        if (!c) continue;
+        const int32_t i = lv.index[c];
+        ++count[(size_t)i];
+        diff[(size_t)i] += ngtdm_difference(qi, H, W, y, x);
+      }
+    for (int32_t i = 0; i < lv.size(); ++i) {
+      out.seg.push_back(n);
+      out.a.push_back(lv.value[(size_t)i]);
+      out.b.push_back((int32_t)count[(size_t)i]);
+      out.v.push_back((double)diff[(size_t)i] / (double)kNgtdmScale);
+    }
+  });
+}
+
+}  // namespace radiomics
+}  // namespace ums
