@@ -36,8 +36,9 @@ def resample(images: np.ndarray, masks: np.ndarray | None, spacing: tuple[float,
 
     The new grid is pyradiomics': its first pixel centre lies half a new pixel from the
     image's edge, ``x_old = (k + 0.5) * new / old - 0.5`` in pixel indices, so the grids
-    share their outer edge. Samples past the last pixel centre take the edge value
-    (SimpleITK would give 0 there; it only happens for sizes that do not divide evenly).
+    share their outer edge. Spline coefficients use mirror boundaries, as SimpleITK's
+    B-spline interpolator does; a sample past the last pixel centre is mirrored too
+    (SimpleITK gives 0 there; it only happens for sizes that do not divide evenly).
     """
     from scipy import ndimage
 
@@ -47,7 +48,7 @@ def resample(images: np.ndarray, masks: np.ndarray | None, spacing: tuple[float,
     out = np.empty((images.shape[0],) + shape)
     for n, img in enumerate(images):
         ndimage.affine_transform(img, step, offset=offset, output_shape=shape, output=out[n],
-                                 order=order, mode="nearest")
+                                 order=order, mode="mirror")
     if masks is None:
         return out, None
     mout = np.empty((masks.shape[0],) + shape, dtype=bool)
