@@ -4,10 +4,8 @@ Light to import: numpy only; scipy and PyWavelets load when a filter needs them.
 """
 from __future__ import annotations
 
-from umsynth._lazy import lazy_exports
-# imported eagerly: the function shares its module's name, which a lazy export would lose
+# The FRD lives in umsynth.radiomics.frd (frd, frd_stats, FRD_SETTINGS) and is umsynth.frd.
+# features is imported eagerly: the function shares its module's name.
 from umsynth.radiomics.features import CLASSES, FEATURES, feature_matrix, feature_names, features
 
-_EXPORTS = {"frd": "frd", "FRDResult": "frd", "frd_stats": "frd", "FRD_SETTINGS": "frd"}
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
-__all__ = ["CLASSES", "FEATURES", "feature_matrix", "feature_names", "features", *sorted(_EXPORTS)]
+__all__ = ["CLASSES", "FEATURES", "feature_matrix", "feature_names", "features"]
