@@ -152,24 +152,40 @@ Coo glrlm_cpu(const int32_t* q, int64_t N, int H, int W, int threads) {
     Levels lv;
     lv.build(qi, P);
     PairCounter pc;
-    std::vector<int32_t> line((size_t)(H + W), 0);
+    std::vector<int32_t> line;
     for (int a = 0; a < kAngles; ++a) {
       pc.reset(lv.size(), L + 1);
-      std::fill(line.begin(), line.end(), 0);
       bool multi = false;  // some line holds two ROI pixels
       for (int y = 0; y < H; ++y)
         for (int x = 0; x < W; ++x) {
           const int32_t c = qi[(int64_t)y * W + x];
           if (!c) continue;
-          if (++line[(size_t)line_key(y, x, a, H, W)] > 1) multi = true;
           const int r = run_length(qi, H, W, y, x, a);
-          if (r) pc.add(lv.index[c], r);
+          if (r) {
+            pc.add(lv.index[c], r);
+            multi |= r > 1;
+          }
         }
+      if (!multi) {  // only runs of one pixel: does any line hold two ROI pixels at all?
+        line.assign((size_t)(H + W), 0);
+        for (int y = 0; y < H && !multi; ++y)
+          for (int x = 0; x < W; ++x)
+            if (qi[(int64_t)y * W + x] && ++line[(size_t)line_key(y, x, a, H, W)] > 1) multi = true;
+      }
       if (!multi) continue;
       pc.emit(n * kAngles + a, [&](int64_t i) { return lv.value[(size_t)i]; },
               [](int64_t r) { return (int32_t)r; }, out);
     }
   });
+}
+
+// Union-find root with path halving.
+inline int32_t find_root(std::vector<int32_t>& parent, int32_t p) {
+  while (parent[(size_t)p] != p) {
+    parent[(size_t)p] = parent[(size_t)parent[(size_t)p]];
+    p = parent[(size_t)p];
+  }
+  return p;
 }
 
 Coo glszm_cpu(const int32_t* q, int64_t N, int H, int W, int threads) {
@@ -178,33 +194,28 @@ Coo glszm_cpu(const int32_t* q, int64_t N, int H, int W, int threads) {
     const int32_t* qi = q + n * P;
     Levels lv;
     lv.build(qi, P);
-    std::vector<uint8_t> seen((size_t)P, 0);
-    std::vector<int64_t> stack;
-    PairCounter pc;
-    pc.reset(lv.size(), P + 1, false);  // zones are few
-    for (int64_t s = 0; s < P; ++s) {
-      const int32_t c = qi[s];
-      if (!c || seen[(size_t)s]) continue;
-      // flood fill of the 8-connected zone of gray level c
-      int64_t size = 0;
-      stack.assign(1, s);
-      seen[(size_t)s] = 1;
-      while (!stack.empty()) {
-        const int64_t k = stack.back();
-        stack.pop_back();
-        ++size;
-        const int y = (int)(k / W), x = (int)(k % W);
-        for (int nb = 0; nb < kNeighbours; ++nb) {
-          const int yy = y + neighbour_dy(nb), xx = x + neighbour_dx(nb);
-          if (at(qi, H, W, yy, xx) != c) continue;
-          const int64_t j = (int64_t)yy * W + xx;
-          if (seen[(size_t)j]) continue;
-          seen[(size_t)j] = 1;
-          stack.push_back(j);
+    // 8-connected zones by union-find over the four forward neighbours (the angles);
+    // the backward four are the same pairs seen from the other pixel
+    std::vector<int32_t> parent((size_t)P);
+    for (int64_t p = 0; p < P; ++p) parent[(size_t)p] = (int32_t)p;
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x) {
+        const int32_t c = qi[(int64_t)y * W + x];
+        if (!c) continue;
+        for (int a = 0; a < kAngles; ++a) {
+          if (glcm_partner(qi, H, W, y, x, a) != c) continue;
+          const int32_t r1 = find_root(parent, (int32_t)((int64_t)y * W + x));
+          const int32_t r2 = find_root(parent, (int32_t)((int64_t)(y + angle_dy(a)) * W + x + angle_dx(a)));
+          if (r1 != r2) parent[(size_t)std::max(r1, r2)] = std::min(r1, r2);
         }
       }
-      pc.add(lv.index[c], size);
-    }
+    std::vector<int32_t> size((size_t)P, 0);
+    for (int64_t p = 0; p < P; ++p)
+      if (qi[p]) ++size[(size_t)find_root(parent, (int32_t)p)];
+    PairCounter pc;
+    pc.reset(lv.size(), P + 1, false);  // zones are few
+    for (int64_t p = 0; p < P; ++p)
+      if (size[(size_t)p]) pc.add(lv.index[qi[p]], size[(size_t)p]);
     pc.emit(n, [&](int64_t i) { return lv.value[(size_t)i]; },
             [](int64_t z) { return (int32_t)z; }, out);
   });

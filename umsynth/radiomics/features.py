@@ -108,42 +108,49 @@ def _firstorder(values: np.ndarray, roi: np.ndarray | None, q: np.ndarray, shift
             rows.append(np.stack([values[n][roi[n]] for n in idx]))
             groups.append(idx)
     out = {name: np.empty(N) for name in wanted}
+    dot = lambda a, b: np.einsum("ij,ij->i", a, b)  # row sums of products, no temporaries
     for x, idx in zip(rows, groups):
         x = x.astype(np.float64)
         n = x.shape[1]
         mean = x.mean(axis=1)
         d = x - mean[:, None]
-        m2 = (d ** 2).mean(axis=1)
+        d2 = d * d
+        m2 = d2.sum(axis=1) / n
         pct = np.percentile(x, [10, 25, 50, 75, 90], axis=1)
-        shifted2 = ((x + shift) ** 2).sum(axis=1)
+        sx = x + shift
+        shifted2 = dot(sx, sx)
+        del sx
         r = {
             "10Percentile": pct[0], "90Percentile": pct[4], "Median": pct[2],
             "InterquartileRange": pct[3] - pct[1], "Minimum": x.min(axis=1), "Maximum": x.max(axis=1),
             "Mean": mean, "Variance": m2, "Energy": shifted2, "TotalEnergy": shifted2 * pixel_area,
             "RootMeanSquared": np.sqrt(shifted2 / n),
-            "MeanAbsoluteDeviation": np.abs(d).mean(axis=1),
         }
         r["Range"] = r["Maximum"] - r["Minimum"]
         safe = np.where(m2 == 0, 1.0, m2)  # a constant ROI: skewness and kurtosis 0
-        r["Skewness"] = (d ** 3).mean(axis=1) / safe ** 1.5
-        r["Kurtosis"] = (d ** 4).mean(axis=1) / safe ** 2
+        r["Skewness"] = dot(d2, d) / n / safe ** 1.5
+        r["Kurtosis"] = dot(d2, d2) / n / safe ** 2
+        np.abs(d, out=d)
+        r["MeanAbsoluteDeviation"] = d.sum(axis=1) / n
         inside = (x >= pct[0][:, None]) & (x <= pct[4][:, None])
         k = inside.sum(axis=1)
-        rmean = np.where(inside, x, 0).sum(axis=1) / k
-        r["RobustMeanAbsoluteDeviation"] = np.where(inside, np.abs(x - rmean[:, None]), 0).sum(axis=1) / k
+        rmean = np.sum(x, axis=1, where=inside) / k
+        np.subtract(x, rmean[:, None], out=d)
+        np.abs(d, out=d)
+        r["RobustMeanAbsoluteDeviation"] = np.sum(d, axis=1, where=inside) / k
         for name in wanted:
             if name in r:
                 out[name][idx] = r[name]
     if "Entropy" in wanted or "Uniformity" in wanted:
-        qq = q.reshape(N, -1).astype(np.int64)
+        qq = q.reshape(N, -1)
         K = int(qq.max()) + 1
-        seg = np.repeat(np.arange(N), qq.shape[1])
-        hist = _dense(seg, qq.ravel(), np.ones(qq.size), N, K)[:, 1:]  # bin 0: outside the ROI
+        codes = (qq + (np.arange(N, dtype=np.int64) * K)[:, None]).ravel()
+        hist = np.bincount(codes, minlength=N * K).reshape(N, K)[:, 1:]  # bin 0: outside the ROI
         p = hist / hist.sum(axis=1, keepdims=True)
         if "Entropy" in wanted:
             out["Entropy"] = _entropy_rows(p)
         if "Uniformity" in wanted:
-            out["Uniformity"] = (p ** 2).sum(axis=1)
+            out["Uniformity"] = (p * p).sum(axis=1)
     return out
 
 
@@ -176,9 +183,10 @@ def _glcm(coo: kernels.Coo, N: int, ng: np.ndarray, wanted: Sequence[str]) -> di
     put("Autocorrelation", _segsum(seg, i * j * p, S))
     put("JointAverage", ux)
     s_ij = i + j - ux[seg] - uy[seg]
-    put("ClusterProminence", _segsum(seg, s_ij ** 4 * p, S))
-    put("ClusterShade", _segsum(seg, s_ij ** 3 * p, S))
-    put("ClusterTendency", _segsum(seg, s_ij ** 2 * p, S))
+    s2p = s_ij * s_ij * p
+    put("ClusterProminence", _segsum(seg, s2p * s_ij * s_ij, S))
+    put("ClusterShade", _segsum(seg, s2p * s_ij, S))
+    put("ClusterTendency", _segsum(seg, s2p, S))
     put("Contrast", pdiff @ kvals ** 2)
     if "Correlation" in wanted:
         sx = np.sqrt(_segsum(seg, (i - ux[seg]) ** 2 * p, S))
