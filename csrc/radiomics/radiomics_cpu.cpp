@@ -49,6 +49,25 @@ class PairCounter {
     if (dense_) cells_.assign((size_t)(na * nb), 0);
     else codes_.clear();
   }
+  // Append P + P^T of a square matrix (counts of one direction) in (a, b) order.
+  template <class F>
+  void emit_symmetric(int64_t seg, F value, Coo& out) {
+    if (!dense_) {  // sorted path: add the transposed codes, then emit as usual
+      const size_t n = codes_.size();
+      for (size_t k = 0; k < n; ++k) codes_.push_back((codes_[k] % nb_) * nb_ + codes_[k] / nb_);
+      emit(seg, value, value, out);
+      return;
+    }
+    for (int64_t i = 0; i < na_; ++i)
+      for (int64_t j = 0; j < na_; ++j) {
+        const int64_t c = cells_[(size_t)(i * nb_ + j)] + cells_[(size_t)(j * nb_ + i)];
+        if (!c) continue;
+        out.seg.push_back(seg);
+        out.a.push_back(value(i));
+        out.b.push_back(value(j));
+        out.v.push_back((double)c);
+      }
+  }
   void add(int64_t a, int64_t b, int64_t times = 1) {
     if (dense_) cells_[(size_t)(a * nb_ + b)] += times;
     else for (int64_t t = 0; t < times; ++t) codes_.push_back(a * nb_ + b);
@@ -136,10 +155,9 @@ Coo glcm_cpu(const int32_t* q, int64_t N, int H, int W, int threads) {
           const int32_t g = glcm_partner(qi, H, W, y, x, a);
           if (!g) continue;
           pc.add(lv.index[c], lv.index[g]);
-          pc.add(lv.index[g], lv.index[c]);
         }
       auto level = [&](int64_t i) { return lv.value[(size_t)i]; };
-      pc.emit(n * kAngles + a, level, level, out);
+      pc.emit_symmetric(n * kAngles + a, level, out);
     }
   });
 }

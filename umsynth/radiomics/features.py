@@ -12,6 +12,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from umsynth._arrays import check_finite, to_numpy
+from umsynth._config import resolve_threads
 from umsynth.kernels import radiomics as kernels
 from umsynth.radiomics import filters as flt
 
@@ -493,6 +494,8 @@ def features(images: Any, masks: Any = None, *, filters: Sequence[str] = ("origi
     N, H, W = img.shape
     if N == 0:
         raise ValueError("images: the batch is empty")
+    if H * W >= 2 ** 31:
+        raise ValueError(f"images: {H} x {W} is more than 2^31 pixels per image")
     roi = None
     if masks is not None:
         m = _as_batch(masks, "masks")
@@ -521,11 +524,25 @@ def features(images: Any, masks: Any = None, *, filters: Sequence[str] = ("origi
             if empty.size:
                 raise ValueError(f"masks: the mask of image {int(empty[0])} is empty after resampling")
     out: dict[str, np.ndarray] = {}
-    for name, filtered in _filtered(img, filters, log_sigma, spacing, wavelet):
-        if name not in types:
-            continue
-        res = _one_image_type(filtered, roi, cls, float(bin_width), float(voxel_array_shift),
-                              spacing[0] * spacing[1], int(gldm_alpha), threads)
+    workers = min(resolve_threads(threads), len(types))
+
+    def one(item):
+        name, filtered = item
+        # with several image types, each worker thread takes one type at a time and its
+        # kernels run on one thread: numpy and the C++ calls release the GIL, so the
+        # Python formulas run in parallel too
+        return name, _one_image_type(filtered, roi, cls, float(bin_width), float(voxel_array_shift),
+                                     spacing[0] * spacing[1], int(gldm_alpha), 1 if workers > 1 else threads)
+
+    images_by_type = _filtered(img, filters, log_sigma, spacing, wavelet)
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(one, images_by_type))
+    else:
+        results = [one(item) for item in images_by_type]
+    for name, res in results:
         for c, names in cls.items():
             for f in names:
                 out[f"{name}_{c}_{f}"] = res[c][f]
