@@ -607,6 +607,10 @@ def _one_image_type(img: np.ndarray, roi: np.ndarray | None, cls: dict, bin_widt
     delta = (low + bin_width) - low  # the step numpy.arange really takes
     q = kernels.discretize(img, roi, low, delta, threads)
     ng = q.reshape(N, -1).max(axis=1)
+    if roi is not None:  # the matrices only see the ROI: count inside the batch's ROI box
+        inside = roi.any(axis=0)
+        ys, xs = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+        q = np.ascontiguousarray(q[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1])
     res: dict[str, dict[str, np.ndarray]] = {}
     for c, names in cls.items():
         if c == "firstorder":
