@@ -68,6 +68,14 @@ class PairCounter {
         out.v.push_back((double)c);
       }
   }
+  // The dense cells (row-major na x nb), or null when counting by sorting.
+  int64_t* dense_cells() { return dense_ ? cells_.data() : nullptr; }
+  // Zero one row and one column of the dense cells (steps that counted nothing).
+  void clear_row_and_column(int64_t r, int64_t c) {
+    if (!dense_) return;
+    for (int64_t j = 0; j < nb_; ++j) cells_[(size_t)(r * nb_ + j)] = 0;
+    for (int64_t i = 0; i < na_; ++i) cells_[(size_t)(i * nb_ + c)] = 0;
+  }
   void add(int64_t a, int64_t b, int64_t times = 1) {
     if (dense_) cells_[(size_t)(a * nb_ + b)] += times;
     else for (int64_t t = 0; t < times; ++t) codes_.push_back(a * nb_ + b);
@@ -169,28 +177,37 @@ Coo glrlm_cpu(const int32_t* q, int64_t N, int H, int W, int threads) {
     const int32_t* qi = q + n * P;
     Levels lv;
     lv.build(qi, P);
+    const int32_t G = lv.size();
+    // row of each gray level, with row G collecting the steps off the ROI
+    std::vector<int32_t> row(lv.index.begin(), lv.index.end());
+    row[0] = G;
     PairCounter pc;
-    std::vector<int32_t> line;
     for (int a = 0; a < kAngles; ++a) {
-      pc.reset(lv.size(), L + 1);
-      bool multi = false;  // some line holds two ROI pixels
-      for (int y = 0; y < H; ++y)
-        for (int x = 0; x < W; ++x) {
-          const int32_t c = qi[(int64_t)y * W + x];
-          if (!c) continue;
-          const int r = run_length(qi, H, W, y, x, a);
-          if (r) {
-            pc.add(lv.index[c], r);
-            multi |= r > 1;
-          }
+      pc.reset(G + 1, L + 1);
+      int64_t* cells = pc.dense_cells();  // null on the sorted path
+      bool multi = false;                 // some line holds two ROI pixels
+      const int dy = angle_dy(a), dx = angle_dx(a);
+      for (int l = 0; l < line_count(a, H, W); ++l) {
+        int y, x;
+        line_start(a, l, H, W, y, x);
+        int32_t prev = 0, c = qi[(int64_t)y * W + x];
+        int start = 0, roi = 0;
+        for (int k = 0;; ++k) {
+          const int32_t next = at(qi, H, W, y + dy, x + dx);
+          const int len = run_step(prev, c, next, k, start);
+          roi += c != 0;
+          if (cells) cells[(int64_t)row[(size_t)c] * (L + 1) + len] += 1;  // len 0: cleared below
+          else if (len) pc.add(row[(size_t)c], len);
+          prev = c;
+          c = next;
+          y += dy;
+          x += dx;
+          if (y >= H || x < 0 || x >= W) break;  // dy >= 0 for every angle
         }
-      if (!multi) {  // only runs of one pixel: does any line hold two ROI pixels at all?
-        line.assign((size_t)(H + W), 0);
-        for (int y = 0; y < H && !multi; ++y)
-          for (int x = 0; x < W; ++x)
-            if (qi[(int64_t)y * W + x] && ++line[(size_t)line_key(y, x, a, H, W)] > 1) multi = true;
+        multi |= roi > 1;
       }
       if (!multi) continue;
+      pc.clear_row_and_column(G, 0);
       pc.emit(n * kAngles + a, [&](int64_t i) { return lv.value[(size_t)i]; },
               [](int64_t r) { return (int32_t)r; }, out);
     }

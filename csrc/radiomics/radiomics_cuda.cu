@@ -51,19 +51,31 @@ __global__ void glcm_kernel(const int32_t* q, int64_t N, int H, int W, int G, u6
   }
 }
 
+// One thread per (image, angle, line): the line walk of the CPU launcher.
 __global__ void glrlm_kernel(const int32_t* q, int64_t N, int H, int W, int G, u64* out) {
   const int64_t P = (int64_t)H * W;
   const int64_t L1 = (H > W ? H : W) + 1;
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < N * P;
+  const int64_t lines = H + W - 1;  // the most lines of any angle
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < N * kAngles * lines;
        e += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t n = e / P;
-    const int y = (int)((e % P) / W), x = (int)(e % W);
+    const int64_t n = e / (kAngles * lines);
+    const int a = (int)((e / lines) % kAngles), l = (int)(e % lines);
+    if (l >= line_count(a, H, W)) continue;
     const int32_t* qi = q + n * P;
-    const int32_t c = qi[e % P];
-    if (!c) continue;
-    for (int a = 0; a < kAngles; ++a) {
-      const int r = run_length(qi, H, W, y, x, a);
-      if (r) atomicAdd(out + ((n * kAngles + a) * G + (c - 1)) * L1 + r, 1ull);
+    const int dy = angle_dy(a), dx = angle_dx(a);
+    int y, x;
+    line_start(a, l, H, W, y, x);
+    int32_t prev = 0, c = qi[(int64_t)y * W + x];
+    int start = 0;
+    for (int k = 0;; ++k) {
+      const int32_t next = at(qi, H, W, y + dy, x + dx);
+      const int len = run_step(prev, c, next, k, start);
+      if (len) atomicAdd(out + ((n * kAngles + a) * G + (c - 1)) * L1 + len, 1ull);
+      prev = c;
+      c = next;
+      y += dy;
+      x += dx;
+      if (y >= H || x < 0 || x >= W) break;
     }
   }
 }
@@ -116,7 +128,7 @@ void glcm_cuda(uintptr_t q, int64_t N, int H, int W, int G, uintptr_t out, uintp
 }
 
 void glrlm_cuda(uintptr_t q, int64_t N, int H, int W, int G, uintptr_t out, uintptr_t stream) {
-  glrlm_kernel<<<blocks_for(N * H * W), 256, 0, as_stream(stream)>>>((const int32_t*)q, N, H, W, G,
+  glrlm_kernel<<<blocks_for(N * kAngles * (H + W - 1)), 256, 0, as_stream(stream)>>>((const int32_t*)q, N, H, W, G,
                                                                     (u64*)out);
   check(cudaGetLastError(), "radiomics glrlm");
 }

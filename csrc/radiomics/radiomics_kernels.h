@@ -46,15 +46,23 @@ UMS_HD int32_t glcm_partner(const int32_t* q, int H, int W, int y, int x, int a)
   return at(q, H, W, y + angle_dy(a), x + angle_dx(a));
 }
 
-// Run length: the length of the run that starts at (y, x) along angle a, 0 where no run
-// starts there (outside the ROI, or the previous pixel continues the same gray level).
-UMS_HD int run_length(const int32_t* q, int H, int W, int y, int x, int a) {
-  const int32_t c = at(q, H, W, y, x);
-  const int dy = angle_dy(a), dx = angle_dx(a);
-  if (c == 0 || at(q, H, W, y - dy, x - dx) == c) return 0;
-  int n = 1;
-  while (at(q, H, W, y + n * dy, x + n * dx) == c) ++n;
-  return n;
+// Run lengths are counted by walking lines along an angle. The lines of angle a start on
+// the image border: rows (a = 0) at x = 0, columns (a = 2) at y = 0, diagonals (a = 1) and
+// anti-diagonals (a = 3) on the top row and then down the left or right column.
+UMS_HD int line_count(int a, int H, int W) { return a == 0 ? H : (a == 2 ? W : H + W - 1); }
+UMS_HD void line_start(int a, int l, int H, int W, int& y, int& x) {
+  if (a == 0) { y = l; x = 0; }
+  else if (a == 2) { y = 0; x = l; }
+  else if (l < W) { y = 0; x = l; }
+  else { y = l - W + 1; x = a == 1 ? 0 : W - 1; }
+}
+
+// One step of a line walk at position k with gray levels prev, c, next (0 off the ROI or
+// the image): `start` keeps where the current run began; returns the length of the run
+// that ends at this pixel, 0 if none ends here. No branch on the data.
+UMS_HD int run_step(int32_t prev, int32_t c, int32_t next, int k, int& start) {
+  start = prev != c ? k : start;
+  return (c != 0) & (next != c) ? k - start + 1 : 0;
 }
 
 // Dependence: the number of ROI neighbours whose gray level differs by at most alpha.
@@ -84,14 +92,6 @@ UMS_HD int64_t ngtdm_difference(const int32_t* q, int H, int W, int y, int x) {
   if (count == 0) return 0;
   const int64_t d = kNgtdmScale * (int64_t)c - kNgtdmScale / count * sum;
   return d < 0 ? -d : d;
-}
-
-// The line through (y, x) along angle a, numbered 0 .. H + W - 2 at most: rows, diagonals
-// (y - x), columns, anti-diagonals (y + x). pyradiomics drops an angle in which no line
-// holds two ROI pixels (a mask one pixel thin across that direction).
-UMS_HD int64_t line_key(int y, int x, int a, int H, int W) {
-  (void)H;
-  return a == 0 ? y : (a == 1 ? (int64_t)y - x + W - 1 : (a == 2 ? x : (int64_t)y + x));
 }
 
 }  // namespace radiomics
