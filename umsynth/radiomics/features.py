@@ -111,7 +111,7 @@ def _firstorder(values: np.ndarray, roi: np.ndarray | None, q: np.ndarray, shift
     out = {name: np.empty(N) for name in wanted}
     dot = lambda a, b: np.einsum("ij,ij->i", a, b)  # row sums of products, no temporaries
     for x, idx in zip(rows, groups):
-        x = x.astype(np.float64)
+        x = np.asarray(x, dtype=np.float64)
         n = x.shape[1]
         mean = x.mean(axis=1)
         d = x - mean[:, None]
@@ -490,7 +490,7 @@ def features(images: Any, masks: Any = None, *, filters: Sequence[str] = ("origi
     types = _image_types(filters, log_sigma)
     img = _as_batch(images, "images")
     check_finite(img, "images")
-    img = img.astype(np.float64)
+    img = np.asarray(img, dtype=np.float64)  # no copy when it is float64 already
     N, H, W = img.shape
     if N == 0:
         raise ValueError("images: the batch is empty")

@@ -16,12 +16,15 @@ def normalize(images: np.ndarray, scale: float) -> np.ndarray:
     SimpleITK's Normalize uses the sample standard deviation (divisor n - 1); so does this.
     A constant image has no spread to normalise by and is refused.
     """
-    mean = images.mean(axis=(1, 2), keepdims=True)
-    sd = images.std(axis=(1, 2), ddof=1, keepdims=True)
-    flat = np.flatnonzero(sd.ravel() == 0)
-    if flat.size:
-        raise ValueError(f"images: image {int(flat[0])} is constant, so it cannot be normalised")
-    return (images - mean) / sd * scale
+    n = images.shape[1] * images.shape[2]
+    out = images - images.mean(axis=(1, 2), keepdims=True)
+    flat = out.reshape(len(out), -1)
+    sd = np.sqrt(np.einsum("ij,ij->i", flat, flat) / (n - 1))
+    zero = np.flatnonzero(sd == 0)
+    if zero.size:
+        raise ValueError(f"images: image {int(zero[0])} is constant, so it cannot be normalised")
+    out *= (scale / sd)[:, None, None]
+    return out
 
 
 def resampled_shape(shape: tuple[int, int], spacing: tuple[float, float],

@@ -55,7 +55,9 @@ class FRDResult:
     features : list of str
         The features used: those whose spread over the real set is not zero.
     dropped : list of str
-        Features left out because they are constant over the real set (z-scores undefined).
+        Features left out because they are constant over the real set (z-scores undefined),
+        or constant up to rounding: a standard deviation below 1e-9 of the mean, or mean and
+        standard deviation below 1e-12 (the mean of a wavelet detail band is 0 up to rounding).
     """
 
     frd: float
@@ -200,7 +202,7 @@ def frd(real: Any, synthetic: Any, *, real_masks: Any = None, synthetic_masks: A
     pipeline differs: it appends pyradiomics' numeric diagnostics (e.g. the image mean) to
     the features, rounds features to float32, removes one corner pixel from whole-image
     masks, drops features with NaN or Inf after z-scoring (here: constant over the real
-    set), and its 2D images, stored as 1-pixel-thick volumes, get no LoG features from
+    set, up to rounding), and its 2D images, stored as 1-pixel-thick volumes, get no LoG features from
     pyradiomics (it needs 4 pixels along every axis); scipy's ``sqrtm`` there adds its own
     error. umsynth's LoG is scipy's sampled Gaussian (pyradiomics: SimpleITK's recursive
     one). Numbers are comparable between umsynth runs with the same settings, not with
@@ -224,7 +226,11 @@ def frd(real: Any, synthetic: Any, *, real_masks: Any = None, synthetic_masks: A
             raise ValueError(f"{which}: FRD needs at least 2 images with finite features, got {s.n}")
     names = frd_feature_names(**settings)
     mean_r, var_r = a.mean, np.diag(a.cov) * (a.n - 1) / a.n  # population variance, as frd-score
-    keep = var_r > 0
+    # constant features, also those constant up to rounding, whose z-scores would be rounding
+    # noise: a spread below 1e-9 of the mean, or values below 1e-12 (a wavelet detail band's
+    # mean is 0 up to rounding)
+    sd_r = np.sqrt(var_r)
+    keep = (sd_r > 1e-9 * np.abs(mean_r)) & (np.maximum(sd_r, np.abs(mean_r)) > 1e-12)
     if not keep.any():
         raise ValueError("real: every feature is constant over the real set; FRD is undefined")
     sd = np.sqrt(var_r[keep])
