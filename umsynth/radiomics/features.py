@@ -158,42 +158,41 @@ def _firstorder(values: np.ndarray, roi: np.ndarray | None, q: np.ndarray, shift
 # ---------------------------------------------------------------------------- GLCM
 
 def _glcm(coo: kernels.Coo, N: int, ng: np.ndarray, wanted: Sequence[str]) -> dict[str, np.ndarray]:
+    """GLCM features. The matrices are symmetric, so p_y = p_x and u_y = u_x; most features
+    are sums over the marginals p_x, p_{x+y} and p_{x-y} (a few entries per gray level),
+    only the entropies, energy and maximum need the joint entries."""
     S = N * 4
     seg = coo.seg
-    i = coo.a.astype(np.float64)
-    j = coo.b.astype(np.float64)
     tot = _segsum(seg, coo.v, S)
     valid = tot > 0
     p = coo.v / tot[seg]
     K = int(max(coo.a.max(initial=0), coo.b.max(initial=0))) + 1
-    ux = _segsum(seg, i * p, S)
-    uy = _segsum(seg, j * p, S)
     r: dict[str, np.ndarray] = {}
 
     def put(name, value):
         if name in wanted:
             r[name] = value
 
-    kd = np.abs(coo.a - coo.b).astype(np.int64)
-    pdiff = _dense(seg, kd, p, S, K)  # p_{x-y}(k)
+    px = _dense(seg, coo.a.astype(np.int64), p, S, K)
+    pdiff = _dense(seg, np.abs(coo.a - coo.b).astype(np.int64), p, S, K)  # p_{x-y}(k)
     psum = _dense(seg, (coo.a + coo.b).astype(np.int64), p, S, 2 * K)  # p_{x+y}(k)
     kvals = np.arange(K, dtype=np.float64)
     svals = np.arange(2 * K, dtype=np.float64)
+    ux = px @ kvals
     dmean = pdiff @ kvals
-    ngs = np.repeat(ng.astype(np.float64), 4)
-    put("Autocorrelation", _segsum(seg, i * j * p, S))
+    contrast = pdiff @ kvals ** 2
+    # sum i j p = (sum (i + j)^2 p - sum (i - j)^2 p) / 4
+    autocorrelation = (psum @ svals ** 2 - contrast) / 4
+    var = ((kvals[None, :] - ux[:, None]) ** 2 * px).sum(axis=1)  # sigma_x^2 = sigma_y^2
+    put("Autocorrelation", autocorrelation)
     put("JointAverage", ux)
-    s_ij = i + j - ux[seg] - uy[seg]
-    s2p = s_ij * s_ij * p
-    put("ClusterProminence", _segsum(seg, s2p * s_ij * s_ij, S))
-    put("ClusterShade", _segsum(seg, s2p * s_ij, S))
-    put("ClusterTendency", _segsum(seg, s2p, S))
-    put("Contrast", pdiff @ kvals ** 2)
-    if "Correlation" in wanted:
-        sx = np.sqrt(_segsum(seg, (i - ux[seg]) ** 2 * p, S))
-        sy = np.sqrt(_segsum(seg, (j - uy[seg]) ** 2 * p, S))
-        corm = _segsum(seg, (i - ux[seg]) * (j - uy[seg]) * p, S)
-        r["Correlation"] = np.where(sx * sy == 0, 1.0, corm / (sx * sy + EPS))
+    dev = svals[None, :] - 2 * ux[:, None]  # i + j - u_x - u_y
+    dev2 = dev * dev * psum
+    put("ClusterProminence", (dev2 * dev * dev).sum(axis=1))
+    put("ClusterShade", (dev2 * dev).sum(axis=1))
+    put("ClusterTendency", dev2.sum(axis=1))
+    put("Contrast", contrast)
+    put("Correlation", np.where(var == 0, 1.0, (autocorrelation - ux * ux) / (var + EPS)))
     put("DifferenceAverage", dmean)
     put("DifferenceEntropy", _entropy_rows(pdiff))
     put("DifferenceVariance", ((kvals[None, :] - dmean[:, None]) ** 2 * pdiff).sum(axis=1))
@@ -201,20 +200,17 @@ def _glcm(coo: kernels.Coo, N: int, ng: np.ndarray, wanted: Sequence[str]) -> di
     hxy = -_segsum(seg, p * np.log2(p + EPS), S)
     put("JointEntropy", hxy)
     if "Imc1" in wanted or "Imc2" in wanted:
-        px = _dense(seg, coo.a.astype(np.int64), p, S, K)
-        py = _dense(seg, coo.b.astype(np.int64), p, S, K)
-        hx, hy = _entropy_rows(px), _entropy_rows(py)
+        hx = _entropy_rows(px)  # = HY
         if "Imc1" in wanted:
-            hxy1 = -_segsum(seg, p * np.log2(px[seg, coo.a] * py[seg, coo.b] + EPS), S)
-            div = np.maximum(hx, hy)
+            hxy1 = -_segsum(seg, p * np.log2(px[seg, coo.a] * px[seg, coo.b] + EPS), S)
             with np.errstate(invalid="ignore", divide="ignore"):
-                r["Imc1"] = np.where(div != 0, (hxy - hxy1) / np.where(div != 0, div, 1.0), 0.0)
+                r["Imc1"] = np.where(hx != 0, (hxy - hxy1) / np.where(hx != 0, hx, 1.0), 0.0)
         if "Imc2" in wanted:
             # HXY2 = -sum_ij px py log2(px py + eps) = HX + HY up to G^2 eps (separable)
-            hxy2 = hx + hy
-            r["Imc2"] = np.sqrt(np.clip(1 - np.exp(-2 * (hxy2 - hxy)), 0, None))
+            r["Imc2"] = np.sqrt(np.clip(1 - np.exp(-2 * (2 * hx - hxy)), 0, None))
     put("Idm", pdiff @ (1 / (1 + kvals ** 2)))
     put("Id", pdiff @ (1 / (1 + kvals)))
+    ngs = np.repeat(ng.astype(np.float64), 4)
     if "Idn" in wanted:
         r["Idn"] = (pdiff / (1 + kvals[None, :] / ngs[:, None])).sum(axis=1)
     if "Idmn" in wanted:
@@ -228,7 +224,7 @@ def _glcm(coo: kernels.Coo, N: int, ng: np.ndarray, wanted: Sequence[str]) -> di
         r["MaximumProbability"] = mx
     put("SumAverage", psum @ svals)
     put("SumEntropy", _entropy_rows(psum))
-    put("SumSquares", _segsum(seg, (i - ux[seg]) ** 2 * p, S))
+    put("SumSquares", var)
     if "MCC" in wanted:
         r["MCC"] = _mcc(coo, p, N)
     return {name: _angle_mean(v, valid, N) for name, v in r.items()}
