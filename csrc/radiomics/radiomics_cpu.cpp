@@ -225,32 +225,51 @@ inline int32_t find_root(std::vector<int32_t>& parent, int32_t p) {
 
 Coo glszm_cpu(const int32_t* q, int64_t N, int H, int W, int threads) {
   const int64_t P = (int64_t)H * W;
+  struct Run {
+    int x0, x1;  // first and last column
+    int32_t level;
+  };
   return per_image(N, threads, [&](int64_t n, Coo& out) {
     const int32_t* qi = q + n * P;
     Levels lv;
     lv.build(qi, P);
-    // 8-connected zones by union-find over the four forward neighbours (the angles);
-    // the backward four are the same pairs seen from the other pixel
-    std::vector<int32_t> parent((size_t)P);
-    for (int64_t p = 0; p < P; ++p) parent[(size_t)p] = (int32_t)p;
-    for (int y = 0; y < H; ++y)
-      for (int x = 0; x < W; ++x) {
-        const int32_t c = qi[(int64_t)y * W + x];
-        if (!c) continue;
-        for (int a = 0; a < kAngles; ++a) {
-          if (glcm_partner(qi, H, W, y, x, a) != c) continue;
-          const int32_t r1 = find_root(parent, (int32_t)((int64_t)y * W + x));
-          const int32_t r2 = find_root(parent, (int32_t)((int64_t)(y + angle_dy(a)) * W + x + angle_dx(a)));
+    // 8-connected zones by union-find over row runs of one gray level: a run joins the
+    // runs of the row above with its level that overlap it or touch it at a corner
+    std::vector<Run> runs;
+    std::vector<int32_t> parent;
+    size_t above = 0, row_begin = 0;  // runs of the previous row: [above, row_begin)
+    for (int y = 0; y < H; ++y) {
+      const int32_t* line = qi + (int64_t)y * W;
+      row_begin = runs.size();
+      size_t j = above;
+      for (int x = 0; x < W;) {
+        const int32_t c = line[x];
+        if (!c) {
+          ++x;
+          continue;
+        }
+        int x1 = x;
+        while (x1 + 1 < W && line[x1 + 1] == c) ++x1;
+        const int32_t r = (int32_t)runs.size();
+        runs.push_back({x, x1, c});
+        parent.push_back(r);
+        while (j < row_begin && runs[j].x1 < x - 1) ++j;  // runs above, left of this one
+        for (size_t k = j; k < row_begin && runs[k].x0 <= x1 + 1; ++k) {
+          if (runs[k].level != c) continue;
+          const int32_t r1 = find_root(parent, r), r2 = find_root(parent, (int32_t)k);
           if (r1 != r2) parent[(size_t)std::max(r1, r2)] = std::min(r1, r2);
         }
+        x = x1 + 1;
       }
-    std::vector<int32_t> size((size_t)P, 0);
-    for (int64_t p = 0; p < P; ++p)
-      if (qi[p]) ++size[(size_t)find_root(parent, (int32_t)p)];
+      above = row_begin;
+    }
+    std::vector<int64_t> size(runs.size(), 0);
+    for (size_t r = 0; r < runs.size(); ++r)
+      size[(size_t)find_root(parent, (int32_t)r)] += runs[r].x1 - runs[r].x0 + 1;
     PairCounter pc;
     pc.reset(lv.size(), P + 1, false);  // zones are few
-    for (int64_t p = 0; p < P; ++p)
-      if (size[(size_t)p]) pc.add(lv.index[qi[p]], size[(size_t)p]);
+    for (size_t r = 0; r < runs.size(); ++r)
+      if (size[r]) pc.add(lv.index[runs[r].level], size[r]);
     pc.emit(n, [&](int64_t i) { return lv.value[(size_t)i]; },
             [](int64_t z) { return (int32_t)z; }, out);
   });
