@@ -311,6 +311,7 @@ def _ngtdm(coo: kernels.Coo, N: int, wanted: Sequence[str], chunk: int = 64) -> 
     # pairwise sums over the gray levels of each image, on a padded (images, G, G) grid
     bounds = np.searchsorted(seg, np.arange(N + 1))
     G = int(np.diff(bounds).max(initial=1))
+    chunk = max(1, min(chunk, 2 ** 24 // (G * G)))  # keep a (chunk, G, G) grid near 128 MB
     pos = np.arange(seg.size) - bounds[seg]
     contrast_sum = np.zeros(N)
     absdiff = np.zeros(N)
