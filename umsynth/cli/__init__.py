@@ -16,6 +16,7 @@ from umsynth.frechet import ConvergenceError
 COMMANDS = {
     "masks": "umsynth.cli.masks",
     "fid": "umsynth.cli.fid",
+    "frd": "umsynth.cli.frd",
     "mmfid": "umsynth.cli.mmfid",
     "stats": "umsynth.cli.stats",
     "extractors": "umsynth.cli.extractors",
