@@ -71,3 +71,39 @@ def test_reference_status_and_limits():
         split_plan(3, 10)
     with pytest.raises(ValueError, match="at least 2 images"):
         split_plan(10, 1)
+
+
+@pytest.fixture(scope="module")
+def phantom_features():
+    """Kept features of 440 phantom montages (64 x 64) and of the same montages with noise,
+    through a tiny suite trained on other phantom cases."""
+    pytest.importorskip("torch")
+    from umsynth.data.phantom import phantom_cohort
+    from umsynth.extractors import TINY_CONFIG, train_suite
+    from umsynth.metrics.streaming import stream_stats
+
+    pool = phantom_cohort(440, size=64, seed=11).images
+    suite = train_suite(phantom_cohort(16, size=64, seed=5).images, TINY_CONFIG, progress=False)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(np.rint(pool + rng.normal(0.0, 90.0, pool.shape)), 0, 255).astype(np.uint8)
+    clean = stream_stats(pool, suite, keep=len(pool), progress=False)
+    bad = stream_stats(noisy, suite, keep=len(pool), progress=False)
+    return clean.kept, bad.kept
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [12, 48, 200])
+def test_held_out_phantom_images_score_one_at_every_size(phantom_features, n):
+    # real and synthetic sets are disjoint draws of phantom cases: a perfect generator
+    clean, bad = phantom_features
+    cells = sorted(clean)
+    rng = np.random.default_rng(n)
+    perfect, noisy = [], []
+    for rep in range(20):
+        p = rng.permutation(len(clean[cells[0]]))
+        r, s = p[:n], p[n:2 * n]
+        real = {c: clean[c][r] for c in cells}
+        perfect.append(summaries(real, {c: clean[c][s] for c in cells}, cells, seed=rep, metrics=("mm_fid",))["mm_fid"])
+        noisy.append(summaries(real, {c: bad[c][s] for c in cells}, cells, seed=rep, metrics=("mm_fid",))["mm_fid"])
+    assert 0.8 <= np.median(perfect) <= 1.25
+    assert np.median(noisy) > np.median(perfect)

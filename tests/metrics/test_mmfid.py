@@ -328,3 +328,42 @@ def test_import_umsynth_stays_light():
            "print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_sources_make_the_comparison_paired_and_intervals_work(cohort, random_suite, noisy):
+    suite = random_suite(k=1)
+    real, pool = cohort.images[:20], cohort.images[20:]
+    sets = {"same": pool, "noisy": noisy(pool, 60)}
+    ids = np.arange(20) // 2  # two images per source case
+    r = mmfid(real, sets, suite, sources={"same": ids, "noisy": ids}, progress=False)
+    got = r.compare("same", "noisy", resamples=30, permutations=30)
+    assert got["unit"] == "source cases (paired)" and got["difference"] < 0
+    assert got["difference"] == pytest.approx(r.mm_fid["same"][0] - r.mm_fid["noisy"][0], rel=1e-9)
+    lo, hi = r.interval("same", resamples=30)
+    assert 0 < lo < hi
+    with pytest.raises(ValueError, match="one source id per image"):
+        mmfid(real, sets, suite, sources={"same": ids[:5]}, progress=False)
+    with pytest.raises(ValueError, match="no synthetic set named"):
+        mmfid(real, sets, suite, sources={"other": ids}, progress=False)
+
+
+def test_knn_reference_and_held_out_chance_rates(cohort, random_suite):
+    from umsynth.metrics.knn import knn_sets
+
+    suite = random_suite(k=1)
+    train, test = cohort.images[:16], cohort.images[16:28]
+    copies = train[:8].copy()  # a generator that memorised its training images
+    r = mmfid(test, {"copies": copies}, suite, knn=True, k=3, knn_reference=train, progress=False)
+    knn = r.extras["knn"]
+    assert knn["copies"]["fractions"]["copy"] == 1.0  # each copy sits on its training image
+    held = knn["held-out real"]
+    assert held["images"] == 12 and held["reference_images"] == 16
+    # the same rates, computed directly from the kept features
+    cell = tuple(knn["copies"]["cell"])
+    r_train = mmfid(train, {"t": test}, suite, progress=False)._features
+    direct = knn_sets(r_train.real[cell], r_train.sets["t"][cell], k=3)
+    assert held["fractions"] == direct["fractions"]
+    # against the test images themselves, the memorised copies are not "copies"
+    r2 = mmfid(test, {"copies": copies}, suite, knn=True, k=3, progress=False)
+    assert r2.extras["knn"]["copies"]["fractions"]["copy"] < 1.0
+    assert "odd-indexed" in r2.to_dict()["knn_held_out_real"]["what"]

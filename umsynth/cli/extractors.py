@@ -76,7 +76,13 @@ def run_train(args: argparse.Namespace) -> int:
                         progress=not args.no_progress)
     save_suite(suite, args.out)
     for task, r in suite.training["results"].items():
-        print(f"{task:>14}: loss {r['loss']:.3f}, training accuracy {r['accuracy']:.1%} ({r['seconds']:.1f} s)")
+        held = r.get("held_out") or {}
+        line = f"{task:>14}: loss {r['loss']:.3f}, training accuracy {r['accuracy']:.1%} ({r['seconds']:.1f} s)"
+        if held.get("accuracy") is not None:
+            line += f", held-out {held['accuracy']:.1%} (chance {held['chance']:.1%}, {held['images']} images)"
+            if held.get("at_chance"):
+                line += "  WARNING: at chance"
+        print(line)
     print(f"wrote {args.out} ({len(suite.members)} networks, scales {list(suite.scales)})")
     return 0
 
