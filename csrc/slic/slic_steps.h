@@ -192,11 +192,11 @@ struct Candidates {
 // kb[x - xb]; -1 without candidates. The distance, in float32 and in this order, is
 //   ((wz*dz^2 + wy*dy^2) + wx*dx^2) + cw * sum_c (f_c - centre_c)^2
 // with d* = centre position - pixel position, w* = spacing^2 / step^2 per axis and
-// cw = 1 / compactness^2 (under SLICO, the centre's own weight). Candidates are tried in increasing index with a strict "<",
-// so ties go to the smaller index. Grey pixels go kLanes at a time (common.h), best
-// distance and label held in registers across the candidates; the last step reads up
-// to kLanes * kGroups - 1 features past xe and writes as many labels past xe (the
-// caller pads both).
+// cw = 1 / compactness^2 (under SLICO, the centre's own weight). Candidates are tried
+// in increasing index with a strict "<", so ties go to the smaller index. Grey pixels go
+// kLanes at a time (common.h), best distance and label held in registers across the
+// candidates; the last step reads up to kLanes * kGroups - 1 features past xe and writes
+// as many labels past xe (the caller pads both).
 UMS_HD void span_nearest(const float* __restrict frow, int32_t xb, int32_t xe,
                          const Candidates& cd, int C, float wx, int32_t* __restrict kb) {
   if (C == 1) {
