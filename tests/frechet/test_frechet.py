@@ -253,3 +253,42 @@ def test_singular_covariances_use_pivoted_cholesky_not_eigh(monkeypatch, relu_fe
     bad -= 0.5 * np.trace(s1) / d * np.eye(d)
     with pytest.raises(ValueError, match="not positive semi-definite"):
         frechet_distance(mu1, bad, mu2, s2)
+
+
+# ----------------------------------------------------------------- pytorch-fid's eps, scale
+
+
+def _pair(seed=0, d=6):
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((40, d)), rng.standard_normal((30, d)) + 0.4
+    return x, y, (x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+
+
+def test_eps_is_accepted_as_in_pytorch_fid_and_changes_nothing():
+    _, _, args = _pair()
+    assert frechet_distance(*args, eps=1e-6) == frechet_distance(*args)
+    with pytest.raises(TypeError):  # keyword-only after the four arrays, as documented
+        frechet_distance(*args, "svd")
+    with pytest.raises(ValueError, match="eps"):
+        frechet_distance(*args, eps=-1.0)
+    with pytest.raises(TypeError, match="eps"):
+        frechet_distance(*args, eps="small")
+
+
+@pytest.mark.parametrize("k", [2.0 ** 500, 2.0 ** -450])
+def test_distance_is_homogeneous_far_from_unit_scale(k):
+    """FD(k mu, k^2 S) = k^2 FD(mu, S): with powers of two, exactly in exact arithmetic;
+    near 1e150 LAPACK failed to converge before, near 1e-135 squares underflowed."""
+    x, y, (mu1, s1, mu2, s2) = _pair(1)
+    want = frechet_distance(mu1, s1, mu2, s2)
+    got = frechet_distance(mu1 * k, s1 * (k * k), mu2 * k, s2 * (k * k))
+    assert got / (k * k) == pytest.approx(want, rel=1e-12)
+    assert frechet_distance_features(x * k, y * k) / (k * k) == pytest.approx(
+        frechet_distance_features(x, y), rel=1e-12)
+
+
+def test_distance_beyond_float64_is_a_clear_error():
+    _, _, (mu1, s1, mu2, s2) = _pair(2)
+    big = 2.0 ** 1000
+    with pytest.raises(ValueError, match="beyond float64"):
+        frechet_distance(mu1 * big, s1, mu2 * (-big), s2)
