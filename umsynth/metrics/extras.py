@@ -52,6 +52,12 @@ def bootstrap_cells(real: SetStats, syn: SetStats, extractors, scales, resamples
 def wilcoxon_pairs(fd_norm: dict, std_norm: dict) -> dict:
     """Wilcoxon signed-rank tests (scipy, two-sided) over the cells, for every pair of sets.
 
+    This is the paper's procedure, kept so that its numbers can be reproduced. It is not a
+    test over independent replicates: the K x S cells are the same two image sets seen
+    through correlated networks at neighbouring scales, so its p-value overstates the
+    evidence (two perfect generators, one fed rotated copies, got p = 0.018 from it). Use
+    :meth:`umsynth.metrics.mmfid.MMFIDResult.compare`, which resamples images, for a verdict.
+
     Returns
     -------
     dict
