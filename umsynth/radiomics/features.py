@@ -483,6 +483,18 @@ def features(images: Any, masks: Any = None, *, filters: Sequence[str] = ("origi
     SimpleITK's recursive one; resampling interpolates the whole image (pyradiomics crops to
     the mask's box plus a margin first, which changes the filters only near that box).
     """
+    settings = {k: v for k, v in locals().items() if k not in ("images", "masks")}
+    return _extract(images, masks, check_constant=True, **settings)
+
+
+def _extract(images: Any, masks: Any, *, check_constant: bool, filters: Sequence[str] = ("original",),
+             classes: Iterable[str] | dict = CLASSES, bin_width: float = 25.0, voxel_array_shift: float = 0.0,
+             normalize: bool = False, normalize_scale: float = 1.0, spacing=(1.0, 1.0), resampled_spacing=None,
+             log_sigma: Sequence[float] = (), wavelet: str = "coif1", gldm_alpha: int = 0,
+             threads: int | None = None) -> dict[str, np.ndarray]:
+    """:func:`features` itself; ``check_constant=False`` lets an image constant in its region through
+    (every formula has a defined value for one gray level: the MM-FID member must not stop on a
+    blank synthetic image)."""
     cls = _check_classes(classes)
     types = _image_types(filters, log_sigma)
     img = _as_batch(images, "images")
@@ -507,7 +519,8 @@ def features(images: Any, masks: Any = None, *, filters: Sequence[str] = ("origi
     if not bin_width > 0:
         raise ValueError(f"bin_width must be > 0, got {bin_width}")
     spacing = _pair(spacing, "spacing")
-    _check_constant(img, roi, "images")
+    if check_constant:
+        _check_constant(img, roi, "images")
     if normalize:
         if not normalize_scale > 0:
             raise ValueError(f"normalize_scale must be > 0, got {normalize_scale}")
