@@ -37,14 +37,15 @@ def _features(suite, x):
 
 
 def test_trained_suite_has_one_network_per_task_and_a_summary(trained, cohort):
-    assert trained.names == ["ct-quadrant", "ct-rotation", "ct-degradation", "ct-segmentation", "ct-meta-kernel"]
+    assert trained.names == ["ct-quadrant", "ct-rotation", "ct-degradation", "ct-segmentation", "ct-meta-kernel",
+                             "radiomics"]  # the weights-free member, added by default
     assert trained.scales == TINY_CONFIG.scales
     summary = trained.training
     assert summary["data"]["images"] == 12 and summary["data"]["labelled"] == int(cohort.labelled.sum())
     assert summary["data"]["meta_keys"] == ["kernel"]
     # rotation is easy: far above chance (0.25) after 20 tiny steps
     assert summary["results"]["rotation"]["accuracy"] > 0.5
-    assert {m.dims for m in trained.members} == {TINY_CONFIG.channels[-1]}
+    assert {m.dims for m in trained.members[:-1]} == {TINY_CONFIG.channels[-1]}
 
 
 def test_training_is_deterministic(cohort):
@@ -239,13 +240,14 @@ def test_cli_extractors_train(cohort, tmp_path, capsys):
     meta.write_text("file,kernel\n" + "".join(f"{i}.png,{'sharp' if i % 2 else 'smooth' if i else ''}\n"
                                              for i in range(6)))
     code = main(["extractors", "train", str(tmp_path / "real"), "--out", str(out), "--quick", "--steps", "2",
-                 "--labels", str(tmp_path / "labels"), "--meta", str(meta), "--no-progress"])
+                 "--labels", str(tmp_path / "labels"), "--meta", str(meta), "--no-progress", "--no-radiomics"])
     assert code == 0
     suite = load_suite(out)
     assert suite.names == ["ct-quadrant", "ct-rotation", "ct-degradation", "ct-segmentation", "ct-meta-kernel"]
     assert suite.members[-1].values == ("sharp", "smooth")
     assert suite.training["config"]["steps"] == 2 and suite.scales == (32, 64)
-    assert "wrote" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and "5 networks," in printed
     assert main(["extractors", "train", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "nope" in capsys.readouterr().err
 

@@ -19,6 +19,10 @@ Train umsynth's own CT feature extractors on a folder of real images (ideally Se
                 has a header, a "file" column with image file names, and an empty cell
                 where a value is unknown
 
+A radiomics member is added (--no-radiomics leaves it out): FRD's feature classes of
+each image at every scale, with no training and no weights, so every MM-FID table has one
+deterministic row that compares across studies.
+
 The suite (weights plus metadata: tasks, scales, preprocessing, training data summary) is
 written atomically to one .safetensors file. With --checkpoint, an interrupted run resumes.
 """
@@ -40,6 +44,8 @@ def register(subparsers) -> None:
     t.add_argument("--scales", type=int, nargs="+", metavar="PX",
                    help="scales stored in the suite (default 128 256 512 1024; --quick 32 64)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-radiomics", action="store_true",
+                   help="leave out the radiomics member (deterministic, no weights; added by default)")
     t.add_argument("--checkpoint", metavar="FILE", help="save after each task and resume from it")
     add_no_progress(t)
     t.set_defaults(func=run_train)
@@ -71,7 +77,7 @@ def run_train(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("steps", args.steps), ("size", args.size),
                                  ("tasks", tuple(args.tasks) if args.tasks else None),
                                  ("scales", tuple(args.scales) if args.scales else None)) if v is not None}
-    config = dataclasses.replace(config, seed=args.seed, **changes)
+    config = dataclasses.replace(config, seed=args.seed, radiomics=not args.no_radiomics, **changes)
     suite = train_suite(files, config, labels=labels, meta=meta, checkpoint=args.checkpoint,
                         progress=not args.no_progress)
     save_suite(suite, args.out)
@@ -83,7 +89,9 @@ def run_train(args: argparse.Namespace) -> int:
             if held.get("at_chance"):
                 line += "  WARNING: at chance"
         print(line)
-    print(f"wrote {args.out} ({len(suite.members)} networks, scales {list(suite.scales)})")
+    nets = sum(m.task != "radiomics" for m in suite.members)
+    extra = " + radiomics" if nets < len(suite.members) else ""
+    print(f"wrote {args.out} ({nets} networks{extra}, scales {list(suite.scales)})")
     return 0
 
 

@@ -12,10 +12,11 @@ from umsynth.extractors.suite import (
     Suite,
     inception_member,
     load_suite,
+    radiomics_member,
     save_suite,
 )
 from umsynth.extractors.train import TINY_CONFIG, SuiteTrainConfig, TrainConfig, default_tasks, train_suite
 
 # TrainConfig is the old name of SuiteTrainConfig, kept so that existing code runs.
-__all__ = ["CTNet", "DEFAULT_SCALES", "Member", "Suite", "inception_member", "load_suite", "save_suite",
-           "TINY_CONFIG", "SuiteTrainConfig", "TrainConfig", "default_tasks", "train_suite"]
+__all__ = ["CTNet", "DEFAULT_SCALES", "Member", "Suite", "inception_member", "load_suite", "radiomics_member",
+           "save_suite",            "TINY_CONFIG", "SuiteTrainConfig", "TrainConfig", "default_tasks", "train_suite"]

@@ -11,6 +11,11 @@ key, ``umsynth_suite``, a JSON object::
                   "classes": 4, "head": "classify", "values": [...], "dims": 128}, ...],
      "training": {...}}                   # data summary, config, per-task loss and accuracy
 
+A radiomics member (:mod:`umsynth.radiomics.member`) has no weights: its entry is
+``{"name": "radiomics", "task": "radiomics", "kind": "radiomics", "settings": {...}, "dims": 77}``
+and it is rebuilt from the settings on load. A file holding one is version 2 (older
+umsynth refuses it cleanly); a file without one stays version 1.
+
 safetensors holds only tensors and strings, so loading runs no code from the file.
 """
 from __future__ import annotations
@@ -27,12 +32,13 @@ import torch
 from umsynth.extractors.classic import inception_v3
 from umsynth.extractors.nets import CTNet
 from umsynth.files import atomic_write
+from umsynth.radiomics.member import KIND as RADIOMICS, MEMBER_NAME as RADIOMICS_NAME, RadiomicsNet
 
-__all__ = ["Member", "Suite", "save_suite", "load_suite", "inception_member", "check_scales", "array_digest",
-           "DEFAULT_SCALES", "PREPROCESSING"]
+__all__ = ["Member", "Suite", "save_suite", "load_suite", "inception_member", "radiomics_member", "check_scales",
+           "array_digest", "DEFAULT_SCALES", "PREPROCESSING"]
 
 FORMAT_NAME = "umsynth-extractor-suite"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: radiomics members (files without one are still written as 1)
 DEFAULT_SCALES = (128, 256, 512, 1024)
 PREPROCESSING = {
     "grey": "colour images become grey with ITU-R BT.601 luma weights (0.299, 0.587, 0.114)",
@@ -70,6 +76,9 @@ class Member:
         return int(self.net.dims)
 
     def spec(self) -> dict:
+        if isinstance(self.net, RadiomicsNet):
+            return {"name": self.name, "task": self.task, "kind": RADIOMICS, "settings": self.net.settings,
+                    "dims": self.dims}
         return {"name": self.name, "task": self.task, "channels": list(self.channels), "classes": self.classes,
                 "head": self.head, "values": list(self.values), "dims": self.dims, "stem": self.stem}
 
@@ -109,6 +118,8 @@ class Suite:
         h = hashlib.sha256()
         for m in self.members:
             h.update(m.name.encode())
+            if isinstance(m.net, RadiomicsNet):  # no weights: its settings decide its features
+                h.update(m.net.key().encode())
             for k, v in sorted(m.net.state_dict().items()):
                 h.update(k.encode())
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
@@ -151,11 +162,14 @@ def save_suite(suite: Suite, path: str | os.PathLike) -> None:
 
     tensors = {}
     for m in suite.members:
+        if isinstance(m.net, RadiomicsNet):
+            continue
         if not isinstance(m.net, CTNet):
             raise ValueError(f"suite member {m.name!r} is external ({m.task}); only umsynth CT networks are saved")
         for k, v in m.net.state_dict().items():
             tensors[f"{m.name}.{k}"] = v.detach().cpu().contiguous()
-    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "scales": list(suite.scales),
+    radiomics = any(isinstance(m.net, RadiomicsNet) for m in suite.members)
+    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION if radiomics else 1, "scales": list(suite.scales),
             "preprocessing": suite.preprocessing, "members": [m.spec() for m in suite.members],
             "training": suite.training}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"umsynth_suite": json.dumps(meta)}),
@@ -205,6 +219,13 @@ def load_suite(path: str | os.PathLike, device: str = "cpu") -> Suite:
                          f"({FORMAT_VERSION}); upgrade umsynth")
     members = []
     for spec in meta["members"]:
+        if spec.get("kind") == RADIOMICS:
+            try:
+                net = RadiomicsNet(spec["settings"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}: radiomics member {spec.get('name')!r}: bad settings: {exc}") from None
+            members.append(Member(spec["name"], spec["task"], net))
+            continue
         net = CTNet(spec["channels"], spec["classes"], spec["head"], stem=int(spec["stem"]))
         prefix = spec["name"] + "."
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -244,6 +265,17 @@ def inception_member(weights_file: str | os.PathLike, device: str = "cpu") -> Me
     """
     ext = inception_v3(weights_file, device)
     return Member(ext.name, "external", _InceptionTrunk(ext._forward))
+
+
+def radiomics_member(settings: dict | None = None) -> Member:
+    """The deterministic radiomics member (see :mod:`umsynth.radiomics.member`): no weights, no training.
+
+    Parameters
+    ----------
+    settings : dict, optional
+        Default :data:`umsynth.radiomics.member.MEMBER_SETTINGS` (FRD's classes, original image).
+    """
+    return Member(RADIOMICS_NAME, RADIOMICS, RadiomicsNet(settings))
 
 
 def array_digest(a: np.ndarray) -> str:

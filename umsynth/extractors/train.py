@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from umsynth.extractors import tasks as _tasks
 from umsynth.extractors.nets import CTNet
 from umsynth.extractors.suite import (DEFAULT_SCALES, Member, Suite, array_digest, check_scales, load_suite,
-                                      save_suite)
+                                      radiomics_member, save_suite)
 
 __all__ = ["SuiteTrainConfig", "TrainConfig", "TINY_CONFIG", "train_suite", "default_tasks"]
 
@@ -53,6 +53,10 @@ class SuiteTrainConfig:
         Fraction of the images kept out of training (at least 1 image when there are 5 or
         more) on which each task's accuracy is measured at every scale and recorded in the
         suite's metadata. 0 disables it.
+    radiomics : bool
+        Add the radiomics member (:func:`~umsynth.extractors.suite.radiomics_member`: no
+        training, no weights, the same features in every study), so that every MM-FID table
+        has one deterministic row. False leaves it out.
 
     Raises
     ------
@@ -70,6 +74,7 @@ class SuiteTrainConfig:
     seed: int = 0
     scales: tuple = DEFAULT_SCALES
     held_out: float = 0.2
+    radiomics: bool = True
 
     def __post_init__(self) -> None:
         for name in ("size", "steps", "batch_size"):
@@ -160,7 +165,8 @@ def train_suite(images, config: SuiteTrainConfig | None = None, labels=None, lab
     Returns
     -------
     Suite
-        Networks in eval mode, the config's scales, and a training summary (data size and
+        Networks in eval mode (then the radiomics member unless ``config.radiomics`` is
+        False), the config's scales, and a training summary (data size and
         digest, config, per-task final loss and accuracy, seconds).
     """
     from umsynth.progress import progress as progress_bar
@@ -195,6 +201,8 @@ def train_suite(images, config: SuiteTrainConfig | None = None, labels=None, lab
         summary["results"][name] = result
         if checkpoint is not None:
             save_suite(Suite(members, config.scales, summary), checkpoint)
+    if config.radiomics and not any(m.task == "radiomics" for m in members):
+        members.append(radiomics_member())
     return Suite(members, config.scales, summary).to("cpu")
 
 

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from umsynth.kernels.arrays import check_finite, to_numpy
+from umsynth.kernels.arrays import check_finite, cuda_module, is_gpu_array, to_numpy
 from umsynth.kernels.config import resolve_threads
 from umsynth.kernels import radiomics as kernels
 from umsynth.radiomics import filters as flt
@@ -308,33 +308,37 @@ def _ngtdm(coo: kernels.Coo, N: int, wanted: Sequence[str], chunk: int = 64) -> 
     r: dict[str, np.ndarray] = {}
     if "Coarseness" in wanted:
         r["Coarseness"] = np.where(ps != 0, 1 / np.where(ps != 0, ps, 1.0), 1e6)
-    # pairwise sums over the gray levels of each image, on a padded (images, G, G) grid
+    # The pairwise sums over the present gray levels of each image. Contrast and Strength
+    # expand (i - j)^2 into per-image sums (levels centred on their mean first, so that no
+    # large terms cancel); Busyness's sum of |v_i - v_j| over pairs is a weighted sum of the
+    # sorted v = i p_i; only Complexity needs the (images, G, G) grid.
+    mean = _segsum(seg, p * i, N)
+    d = i - mean[seg]
+    pd2 = _segsum(seg, p * d * d, N)
+    contrast_sum = 2 * (_segsum(seg, p, N) * pd2 - _segsum(seg, p * d, N) ** 2)
+    strength = 2 * (ngp * pd2 - 2 * _segsum(seg, p * d, N) * _segsum(seg, d, N)
+                    + _segsum(seg, p, N) * _segsum(seg, d * d, N))
     bounds = np.searchsorted(seg, np.arange(N + 1))
+    v = i * p
+    order = np.lexsort((v, seg))
+    rank = np.arange(seg.size) - bounds[seg]  # rank within its image, in sorted order
+    absdiff = 2 * _segsum(seg, v[order] * (2 * rank - ngp[seg] + 1), N)
     G = int(np.diff(bounds).max(initial=1))
     chunk = max(1, min(chunk, 2 ** 24 // (G * G)))  # keep a (chunk, G, G) grid near 128 MB
-    pos = np.arange(seg.size) - bounds[seg]
-    contrast_sum = np.zeros(N)
-    absdiff = np.zeros(N)
     complexity = np.zeros(N)
-    strength = np.zeros(N)
-    for lo in range(0, N, chunk):
-        hi = min(N, lo + chunk)
-        sel = slice(bounds[lo], bounds[hi])
-        P = np.zeros((hi - lo, G)), np.zeros((hi - lo, G)), np.zeros((hi - lo, G))
-        for arr, val in zip(P, (p[sel], i[sel], s[sel])):
-            arr[seg[sel] - lo, pos[sel]] = val
-        pp, ii, ss = P
-        present = pp > 0
-        pair = present[:, :, None] & present[:, None, :]
-        dij = ii[:, :, None] - ii[:, None, :]
-        contrast_sum[lo:hi] = (pp[:, :, None] * pp[:, None, :] * dij ** 2).sum(axis=(1, 2))
-        ip = ii * pp
-        absdiff[lo:hi] = np.where(pair, np.abs(ip[:, :, None] - ip[:, None, :]), 0).sum(axis=(1, 2))
-        psi = pp * ss
-        div = pp[:, :, None] + pp[:, None, :]
-        num = np.where(pair, psi[:, :, None] + psi[:, None, :], 0)
-        complexity[lo:hi] = (np.abs(dij) * num / np.where(div == 0, 1, div)).sum(axis=(1, 2))
-        strength[lo:hi] = np.where(pair, div * dij ** 2, 0).sum(axis=(1, 2))
+    if "Complexity" in wanted:
+        for lo in range(0, N, chunk):
+            hi = min(N, lo + chunk)
+            sel = slice(bounds[lo], bounds[hi])
+            P = np.zeros((hi - lo, G)), np.zeros((hi - lo, G)), np.zeros((hi - lo, G))
+            for arr, val in zip(P, (p[sel], i[sel], p[sel] * s[sel])):
+                arr[seg[sel] - lo, rank[sel]] = val
+            pp, ii, psi = P
+            present = pp > 0  # padding slots of images with fewer levels are not pairs
+            pair = present[:, :, None] & present[:, None, :]
+            div = pp[:, :, None] + pp[:, None, :]
+            num = np.where(pair, np.abs(ii[:, :, None] - ii[:, None, :]) * (psi[:, :, None] + psi[:, None, :]), 0)
+            complexity[lo:hi] = (num / np.where(div == 0, 1, div)).sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         div = ngp * (ngp - 1)
         r["Contrast"] = np.where(div != 0, contrast_sum * sum_s / nvp / np.where(div != 0, div, 1), 0.0)
@@ -347,6 +351,12 @@ def _ngtdm(coo: kernels.Coo, N: int, wanted: Sequence[str], chunk: int = 64) -> 
 # ---------------------------------------------------------------------------- driver
 
 def _as_batch(x: Any, name: str) -> np.ndarray:
+    if is_gpu_array(x):
+        # the same error as every umsynth kernel where no device is usable; the matrices'
+        # CUDA launchers compile, but the filters and formulas run on the host only so far
+        cuda_module()
+        raise ValueError(f"{name}: radiomics features of GPU arrays are not computed on the GPU yet; "
+                         "move the array with .cpu() / .get() (umsynth never copies it behind your back)")
     arr, _ = to_numpy(x, name)
     if arr.ndim == 2:
         arr = arr[None]
@@ -483,6 +493,18 @@ def features(images: Any, masks: Any = None, *, filters: Sequence[str] = ("origi
     SimpleITK's recursive one; resampling interpolates the whole image (pyradiomics crops to
     the mask's box plus a margin first, which changes the filters only near that box).
     """
+    settings = {k: v for k, v in locals().items() if k not in ("images", "masks")}
+    return _extract(images, masks, check_constant=True, **settings)
+
+
+def _extract(images: Any, masks: Any, *, check_constant: bool, filters: Sequence[str] = ("original",),
+             classes: Iterable[str] | dict = CLASSES, bin_width: float = 25.0, voxel_array_shift: float = 0.0,
+             normalize: bool = False, normalize_scale: float = 1.0, spacing=(1.0, 1.0), resampled_spacing=None,
+             log_sigma: Sequence[float] = (), wavelet: str = "coif1", gldm_alpha: int = 0,
+             threads: int | None = None) -> dict[str, np.ndarray]:
+    """:func:`features` itself; ``check_constant=False`` lets an image constant in its region through
+    (every formula has a defined value for one gray level: the MM-FID member must not stop on a
+    blank synthetic image)."""
     cls = _check_classes(classes)
     types = _image_types(filters, log_sigma)
     img = _as_batch(images, "images")
@@ -507,7 +529,8 @@ def features(images: Any, masks: Any = None, *, filters: Sequence[str] = ("origi
     if not bin_width > 0:
         raise ValueError(f"bin_width must be > 0, got {bin_width}")
     spacing = _pair(spacing, "spacing")
-    _check_constant(img, roi, "images")
+    if check_constant:
+        _check_constant(img, roi, "images")
     if normalize:
         if not normalize_scale > 0:
             raise ValueError(f"normalize_scale must be > 0, got {normalize_scale}")
