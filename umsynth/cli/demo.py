@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from umsynth.cli import hold_output
+
 DESCRIPTION = """\
 Run the SemiCS2 method end to end on umsynth's embedded data: a phantom chest-CT cohort
 with few manual labels (plus the real CT slices that pydicom ships), no download, no GPU.
@@ -38,6 +40,7 @@ def run(args) -> int:
     over = {k: v for k, v in (("size", args.size), ("steps", args.steps), ("n_cases", args.cases)) if v is not None}
     over.update(device=args.device, seed=args.seed)
     cfg = DemoConfig.quick(**over) if args.quick else DemoConfig(**over)
+    hold_output(args.out, "demo")  # another umsynth process writing the folder stops us here
     metrics = run_demo(args.out, cfg, progress=not args.no_progress)
     mm = metrics["mmfid"]
     print(f"report: {args.out}/report.html   metrics: {args.out}/metrics.json")

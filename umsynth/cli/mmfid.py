@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from umsynth.cli import hold_output
+
 DESCRIPTION_HEAD = """\
 MM-FID and MM-STD (multi-model, multi-scale Fréchet distance and variety) of one or more
 synthetic image folders against a real image folder, with an extractor suite trained by
@@ -76,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             name, i = f"{base}-{i}", i + 1
         sets[name] = path
     real = args.real
+    if args.save_stats:
+        hold_output(args.save_stats, "mmfid")  # another umsynth process writing it stops us here
     result = mmfid(real, sets, suite, scales=args.scales, batch_size=args.batch_size, device=args.device,
                    normalization=args.normalization, keep=args.keep, bootstrap=args.bootstrap, knn=args.knn,
                    cell=cell, tsne=args.tsne, save_stats=args.save_stats, seed=args.seed,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from umsynth.cli import hold_output
 from umsynth.train.config import Config, config_fields, load_config
 
 DESCRIPTION = """\
@@ -79,6 +80,7 @@ def run(args) -> int:
     overrides = dotted_overrides(args) + list(args.overrides)
     cfg = load_config(args.config, overrides)
     lab, unl = build_datasets(cfg.data)
+    hold_output(args.out, "train")  # another umsynth process writing the run folder stops us here
     out = train(cfg, lab, unl, args.out, resume=args.resume, progress=False if args.no_progress else None)
     if out.world_size == 1 or os.environ.get("RANK", "0") == "0":
         last = out.history[-1] if out.history else {}

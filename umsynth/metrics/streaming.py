@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from umsynth.files import atomic_write, atomic_write_text
+from umsynth.files import atomic_write, atomic_write_text, check_name, path_inside
 from umsynth.stats import FeatureStats
 
 __all__ = ["SetStats", "stream_stats", "SETSTATS_FORMAT", "SETSTATS_MANIFEST",
@@ -65,6 +65,7 @@ class SetStats:
         os.makedirs(folder, exist_ok=True)
         entries = []
         for (e, s), st in self.cells.items():
+            check_name(e, "extractor name")  # it becomes part of a file name
             files = [f"{e}@{s}.npz"] + ([f"{e}@{s}.even.npz", f"{e}@{s}.odd.npz"] if self.halves else [])
             parts = [st] + ([self.halves[0][(e, s)], self.halves[1][(e, s)]] if self.halves else [])
             for fname, part in zip(files, parts):
@@ -92,16 +93,16 @@ class SetStats:
             raise ValueError(f"{folder} holds no {SETSTATS_MANIFEST}: not a statistics folder") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read {path}: {exc}") from None
-        if manifest.get("format") != SETSTATS_FORMAT:
-            raise ValueError(f"{path}: unknown format {manifest.get('format')!r}")
+        if not isinstance(manifest, dict) or manifest.get("format") != SETSTATS_FORMAT:
+            raise ValueError(f"{path}: not a {SETSTATS_FORMAT} manifest")
         cells, even, odd = {}, {}, {}
-        for entry in manifest["cells"]:
-            key = (entry["extractor"], int(entry["scale"]))
-            parts = [FeatureStats.load(os.path.join(folder, f)) for f in entry["files"]]
+        split = manifest.get("split")
+        for key, files in _manifest_cells(manifest, folder, path):
+            parts = [FeatureStats.load(f) for f in files]
             cells[key] = parts[0]
-            if manifest["split"]:
+            if split:
                 even[key], odd[key] = parts[1], parts[2]
-        return cls(int(manifest["n"]), cells, (even, odd) if manifest["split"] else None)
+        return cls(int(manifest["n"]), cells, (even, odd) if split else None)
 
     @staticmethod
     def is_folder(path) -> bool:
@@ -122,6 +123,25 @@ class SetStats:
         self.n += other.n
         self.kept, self.kept_index = {}, np.zeros(0, dtype=np.int64)
         return self
+
+
+def _manifest_cells(manifest: dict, folder: str, path: str):
+    """((extractor, scale), [file paths]) of each cell a ``setstats.json`` lists, checked: names
+    and files read from it never lead out of the folder."""
+    n, split, entries = manifest.get("n"), manifest.get("split"), manifest.get("cells")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or not isinstance(split, bool) \
+            or not isinstance(entries, list):
+        raise ValueError(f"{path}: expected n (int >= 0), split (bool) and cells (list)")
+    for i, entry in enumerate(entries):
+        what = f"{path}: cells[{i}]"
+        if not isinstance(entry, dict) or not {"extractor", "scale", "files"} <= set(entry):
+            raise ValueError(f"{what}: expected extractor, scale and files")
+        scale, files = entry["scale"], entry["files"]
+        if isinstance(scale, bool) or not isinstance(scale, int) or not isinstance(files, list) \
+                or len(files) != (3 if split else 1):
+            raise ValueError(f"{what}: expected an integer scale and {3 if split else 1} files")
+        name = check_name(entry["extractor"], f"{what}: extractor")
+        yield (name, scale), [path_inside(folder, f, f"{what}: file") for f in files]
 
 
 # --------------------------------------------------------------------------- the pass
