@@ -100,8 +100,11 @@ def atomic_write(dest, write: Callable[[str], None], suffix: str = ".tmp") -> No
     """
     dest = Path(dest)
     tmp = _new_file(dest, suffix)
+    mode = os.stat(tmp).st_mode & 0o7777  # what open() gives under this umask
     try:
         write(str(tmp))
+        if os.stat(tmp).st_mode & 0o7777 != mode:  # a writer that made its own file (safetensors: 0600)
+            os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from umsynth.cli import hold_output
+from umsynth.runtime import resolve_device
 
 DESCRIPTION_HEAD = """\
 MM-FID and MM-STD (multi-model, multi-scale Fréchet distance and variety) of one or more
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``umsynth mmfid`` and print the tables; returns 0."""
     from umsynth.metrics.mmfid import mmfid
 
+    args.device = str(resolve_device(args.device, "--device"))  # a bad name: one line, before any work
     for path in [args.real, *args.synthetic]:
         if not Path(path).is_dir():
             raise ValueError(f"{path}: no such folder")
