@@ -23,6 +23,7 @@ import re
 import secrets
 import socket
 import time
+import warnings
 import zipfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -323,9 +324,13 @@ def read_image(path, kind: str = "unit") -> np.ndarray:
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such file")
     try:
-        with Image.open(p) as im:
-            im.load()
-            return _CONVERT[kind](im)
+        with warnings.catch_warnings():
+            # Pillow warns about damaged metadata and large images it then reads: one line per
+            # file is the reader's to give (a batch reports its bad files itself)
+            warnings.filterwarnings("ignore", module="PIL")
+            with Image.open(p) as im:
+                im.load()
+                return _CONVERT[kind](im)
     except _Unsupported as exc:
         raise ValueError(f"{p}: {exc}") from None
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError ...

@@ -61,11 +61,12 @@ class SetStats:
         """Write the statistics to a folder: one FeatureStats .npz per cell (and half), and
         ``setstats.json`` listing them, written last so that a folder with it is complete.
         Kept features are not saved."""
+        for e, _ in self.cells:
+            check_name(e, "extractor name")  # it becomes part of a file name: checked before any is written
         folder = os.fspath(folder)
         os.makedirs(folder, exist_ok=True)
         entries = []
         for (e, s), st in self.cells.items():
-            check_name(e, "extractor name")  # it becomes part of a file name
             files = [f"{e}@{s}.npz"] + ([f"{e}@{s}.even.npz", f"{e}@{s}.odd.npz"] if self.halves else [])
             parts = [st] + ([self.halves[0][(e, s)], self.halves[1][(e, s)]] if self.halves else [])
             for fname, part in zip(files, parts):
