@@ -349,3 +349,16 @@ def test_output_lock_stops_a_second_process_and_a_killed_holder_frees_it(tmp_pat
             pass
         assert locks[0].exists()
     assert not any(p.name.endswith(files.LOCK_NAME) for p in lock_dir.iterdir())
+
+
+def test_a_lock_that_wrote_nothing_leaves_no_new_folder(tmp_path):
+    with files.output_lock(tmp_path / "new" / "out", "x"):
+        assert (tmp_path / "new" / "out" / files.LOCK_NAME).is_file()
+    assert not (tmp_path / "new" / "out").exists()
+    with files.output_lock(tmp_path / "kept", "x"):
+        (tmp_path / "kept" / "result.txt").write_text("written")
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["result.txt"]
+    (tmp_path / "old").mkdir()
+    with files.output_lock(tmp_path / "old", "x"):
+        pass
+    assert (tmp_path / "old").is_dir()

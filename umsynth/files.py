@@ -598,14 +598,16 @@ def output_lock(path, command: str = "umsynth", *, file: bool = False):
     Notes
     -----
     The lock file (``.umsynth.lock`` in the folder) records the holder's pid; it is
-    removed on exit. Where ``fcntl.flock`` exists the kernel releases the lock when the
-    holder dies, however it dies, so a killed run never blocks the next one; elsewhere a
-    lock whose process no longer runs on this machine is taken over. On entry the stale
-    temporary files of killed processes are removed (:func:`clean_stale_temps`). The
+    removed on exit, and so is the folder if this call created it and it stayed empty.
+    Where ``fcntl.flock`` exists the kernel releases the lock when the holder dies, however
+    it dies, so a killed run never blocks the next one; elsewhere a lock whose process no
+    longer runs on this machine is taken over. On entry the stale temporary files of
+    killed processes are removed (:func:`clean_stale_temps`). The
     same process may enter the lock again (nested).
     """
     target = Path(path)
     folder = target.parent if file else target
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / (f".{target.name}{LOCK_NAME}" if file else LOCK_NAME)
     key = os.path.realpath(lock)
@@ -628,3 +630,8 @@ def output_lock(path, command: str = "umsynth", *, file: bool = False):
             del _HELD[key]
             lock.unlink(missing_ok=True)  # while still locked: no one can have taken it meanwhile
             held[0].close()
+            if created:  # a command that wrote nothing leaves no empty folder behind
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
