@@ -54,6 +54,27 @@ UMS_HD void atomic_max(uint64_t* p, uint64_t v) {
   }
 #endif
 }
+UMS_HD void atomic_max(uint32_t* p, uint32_t v) {
+#if defined(__CUDA_ARCH__)
+  atomicMax((unsigned int*)p, (unsigned int)v);
+#else
+  uint32_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+  while (v > cur && !__atomic_compare_exchange_n(p, &cur, v, true, __ATOMIC_RELAXED,
+                                                 __ATOMIC_RELAXED)) {
+  }
+#endif
+}
+// Bit patterns of floats >= 0 order like the floats: a float maximum as an integer one.
+UMS_HD uint32_t float_bits(float f) {
+  union { float f; uint32_t u; } v;
+  v.f = f;
+  return v.u;
+}
+UMS_HD float bits_float(uint32_t u) {
+  union { float f; uint32_t u; } v;
+  v.u = u;
+  return v.f;
+}
 // Sets a flag that many elements may set. Read first: once it is set, the cache line
 // stays shared instead of bouncing between cores on every store.
 UMS_HD void store_flag(int32_t* p) {

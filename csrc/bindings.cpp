@@ -15,11 +15,13 @@ namespace py = pybind11;
 // and one call in bind_families.
 void bind_slic(py::module_& m);     // csrc/slic/slic_bindings.cpp
 void bind_frechet(py::module_& m);  // csrc/frechet/frechet_bindings.cpp
+void bind_radiomics(py::module_& m);  // csrc/radiomics/radiomics_bindings.cpp
 
 namespace {
 void bind_families(py::module_& m) {
   bind_slic(m);
   bind_frechet(m);
+  bind_radiomics(m);
 }
 }  // namespace
 

@@ -26,6 +26,13 @@ def mmfid(real, synthetic, suite, **kwargs):
     return _mmfid(real, synthetic, suite, **kwargs)
 
 
+def frd(real, synthetic, **kwargs):
+    """Fréchet Radiomics Distance; see :func:`umsynth.radiomics.frd.frd` (imports scipy when called)."""
+    from umsynth.radiomics.frd import frd as _frd
+
+    return _frd(real, synthetic, **kwargs)
+
+
 __all__ = [
     "__version__",
     "slic",
@@ -38,6 +45,7 @@ __all__ = [
     "frechet_distance_features",
     "FeatureStats",
     "mmfid",
+    "frd",
     "show_config",
     "get_num_threads",
     "set_num_threads",

@@ -12,7 +12,8 @@ import numpy as np
 
 from umsynth.kernels.arrays import check_finite, to_numpy
 
-__all__ = ["SYMMETRY_RTOL", "PSD_RTOL", "as_float64", "centre", "check_cov", "gram_factor"]
+__all__ = ["SYMMETRY_RTOL", "PSD_RTOL", "as_float64", "centre", "check_cov", "gram_factor",
+           "scale_exponent"]
 
 # A covariance is refused as non-symmetric beyond this relative difference (max |S - S^T| / max |S|).
 SYMMETRY_RTOL = 1e-8
@@ -36,6 +37,24 @@ def as_float64(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(arr, dtype=np.float64)
     check_finite(arr, name)
     return arr
+
+
+def scale_exponent(*arrays: np.ndarray, power: int = 1) -> int:
+    """e such that dividing by 2^e brings the arrays' magnitudes near 1, where needed.
+
+    0 while the largest magnitude m (of the arrays' entries, each entry's |v|^(1/power))
+    lies in [2^-200, 2^200]: there the covariances (m^2) and the Gram matrices of their
+    factors (m^4) neither overflow nor underflow in float64 (LAPACK failed to converge on
+    covariances near 1e300). Outside that range,
+    the exponent of m. Scaling by a power of two is exact, and Fréchet distances scale with
+    its square, so callers divide by 2^e and multiply the result back.
+    """
+    m = max((float(np.max(np.abs(a))) for a in arrays if a.size), default=0.0)
+    if power == 2:
+        m = float(np.sqrt(m))
+    if m == 0.0 or 2.0 ** -200 <= m <= 2.0 ** 200:
+        return 0
+    return int(np.frexp(m)[1])
 
 
 def centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,15 +25,31 @@ _INTENSITIES = ("linear", "lab")
 # dtypes the kernels read directly; other real dtypes are converted first
 _NATIVE = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
 _HOST = slic_kernels.HOST
+# Input limits, checked before anything is copied. Pixels: the kernels index an
+# image's pixels with 32-bit integers. Channels: a sane bound far above hyperspectral
+# band counts. Compactness: below 1e-10 the colour weight (1/compactness)^2 overflows
+# float32 distances (at 1e-20 every pixel came out unlabelled); the colour term already
+# dominates completely from about 1e-6. Iterations: k-means converges in tens.
+MAX_PIXELS = 2 ** 31 - 1
+MAX_CHANNELS = 1024
+MIN_COMPACTNESS = 1e-10
+MAX_ITER = 10_000
 
 
 # ----------------------------------------------------------------------------- checks
 
 
 def _check_dtype(a, name: str, ops=_HOST):
-    """Refuse complex/object/bool/string images; widen other real dtypes to a native one."""
+    """Refuse complex/object/bool/string images; widen other real dtypes to a native one.
+
+    Non-native byte order (big-endian NIfTI through nibabel, ``>f4`` ...) is converted
+    to native order: the kernels read memory as it is.
+    """
     dt = ops.np_dtype(a)
     k = dt.kind
+    if k in "biuf" and not dt.isnative:
+        dt = dt.newbyteorder("=")
+        a = ops.astype(a, dt)
     if k == "b":
         raise TypeError(f"{name}: boolean images are not supported; pass a numeric image "
                         "(a mask goes in the `mask` argument)")
@@ -45,6 +61,79 @@ def _check_dtype(a, name: str, ops=_HOST):
     if k == "f":  # float16
         return ops.astype(a, np.float32)
     return ops.astype(a, np.float64)
+
+
+def _check_size(shape, channel_axis, name: str) -> None:
+    """Refuse images the kernels cannot index, before anything is copied."""
+    shape = tuple(int(v) for v in shape)
+    spatial = list(shape)
+    channels = 1
+    if channel_axis is not None and isinstance(channel_axis, (int, np.integer)) \
+            and not isinstance(channel_axis, bool) and -len(shape) <= channel_axis < len(shape):
+        channels = spatial.pop(int(channel_axis))
+    if math.prod(spatial) > MAX_PIXELS:
+        raise ValueError(f"{name} of shape {shape} has {math.prod(spatial)} pixels per image; "
+                         f"at most {MAX_PIXELS} (2^31 - 1) are supported")
+    if channels > MAX_CHANNELS:
+        raise ValueError(f"{name} of shape {shape} has {channels} channels; at most "
+                         f"{MAX_CHANNELS} are supported")
+
+
+def _check_int(value, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+    return int(value)
+
+
+def _check_compactness(value) -> float:
+    c = _check_positive(value, "compactness")
+    if c < MIN_COMPACTNESS:
+        raise ValueError(f"compactness must be >= {MIN_COMPACTNESS:g}, got {value!r} (below, "
+                         "the colour weight (1/compactness)^2 overflows float32; the colour "
+                         "term already decides alone from about 1e-6)")
+    return c
+
+
+def _shape_of(x):
+    """The shape of an array-like without converting it (None where it has none)."""
+    shape = getattr(x, "shape", None)
+    return tuple(shape) if shape is not None else None
+
+
+def _normal_range(batch, ops, mask=None):
+    """float64 images whose value range is subnormal or overflows, scaled by a power of two.
+
+    The kernels rescale by 1 / (max - min); for a range below 2^-1000 that overflows,
+    above 2^1000 the range itself does. A power of two changes every value exactly (up
+    from subnormals) or by far less than the range (down), and (v - min) / (max - min)
+    not at all, so the labels and masks are those of the exact computation. batch:
+    (N, ...) with the channels last; mask: the pixels that count, shared by the batch.
+    """
+    if ops.np_dtype(batch) != np.float64 or math.prod(batch.shape) == 0:
+        return batch
+    n = batch.shape[0]
+    lohi = np.asarray(ops.to_host(ops.minmax(batch, mask)), dtype=np.float64)
+    out = batch
+    with np.errstate(over="ignore"):
+        for i, (lo, hi) in enumerate(lohi):
+            r = hi - lo
+            if r == 0 or (np.isfinite(r) and 2.0 ** -1000 <= r <= 2.0 ** 1000):
+                continue
+            k = -int(np.frexp(r)[1]) if np.isfinite(r) else -int(np.frexp(max(abs(lo), abs(hi)))[1]) - 1
+            if out is batch:
+                out = ops.copy(batch)
+            img = out[i]
+            while k:  # steps of at most 2^1000: each factor is a finite double
+                step = max(-1000, min(1000, k))
+                img = img * (2.0 ** step)
+                k -= step
+            out[i] = img
+        if out is not batch and ops.kind == "numpy":
+            big = np.finfo(np.float64).max  # pixels outside a mask may overflow: keep them finite
+            np.clip(out, -big, big, out=out)
+    return out
 
 
 def _check_positive(value, name: str, allow_zero: bool = False) -> float:
@@ -82,8 +171,10 @@ def _channels_last(img, channel_axis, ops):
                          "multi-channel images pass channel_axis")
     if len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) > 4:
         raise ValueError(f"image of shape {shape} looks like a colour image: pass "
-                         "channel_axis=-1 (or, for a volume whose last axis really has "
-                         f"{shape[-1]} voxels, move that axis first)")
+                         "channel_axis=-1. umsynth's channel_axis defaults to None (grey "
+                         "images and volumes), unlike scikit-image's slic, whose default is "
+                         "-1; for a volume whose last axis really has "
+                         f"{shape[-1]} voxels, move that axis first")
     return img[..., None]
 
 
@@ -144,16 +235,13 @@ def _prepare(image, n_segments, compactness, spacing, sigma, mask, channel_axis,
         if not ops.all_finite(values):
             what = "NaN" if ops.any_nan(values) else "Inf"
             raise ValueError(f"image contains {what} values" + ("" if m is None else " inside the mask"))
+        img = _normal_range(img[None], ops, m)[0]
 
     if isinstance(n_segments, bool) or not isinstance(n_segments, (int, np.integer)):
         raise TypeError(f"n_segments must be an integer, got {n_segments!r}")
-    n_pix = count if m is not None else math.prod(spatial)
     if n_segments < 1:
         raise ValueError(f"n_segments must be >= 1, got {n_segments}")
-    if n_segments > n_pix:
-        raise ValueError(f"n_segments={n_segments} is larger than the number of "
-                         f"{'masked ' if m is not None else ''}pixels ({n_pix})")
-    _check_positive(compactness, "compactness")
+    _check_compactness(compactness)
 
     nd = 2 if is_2d else 3
     if spacing is None:
@@ -189,7 +277,7 @@ def _prepare(image, n_segments, compactness, spacing, sigma, mask, channel_axis,
 def slic(image, n_segments=100, compactness=10.0, max_num_iter=10, sigma=0, spacing=None,
          enforce_connectivity=True, min_size_factor=0.5, max_size_factor=3.0, start_label=1,
          mask=None, channel_axis=None, intensity="linear", algorithm="fast", *, threads=None,
-         device=None):
+         device=None, slic_zero=False, convert2lab=None):
     """Segment an image into SLIC superpixels (supervoxels in 3D).
 
     Parameters
@@ -201,13 +289,18 @@ def slic(image, n_segments=100, compactness=10.0, max_num_iter=10, sigma=0, spac
         own device, on the caller's current stream, and never copied to the host.
     n_segments : int, optional
         Approximate number of superpixels (seeds are laid on scikit-image's regular grid).
+        Above the number of (masked) pixels, every pixel is its own segment, as in
+        scikit-image.
     compactness : float, optional
         Balance of intensity and space: higher values give more compact, square
         superpixels. The intensity distance is measured on the image rescaled to
-        [0, 1] (or in CIE L*/100 with ``intensity="lab"``), as in scikit-image.
+        [0, 1] (or in CIE L*/100 with ``intensity="lab"``), as in scikit-image. At
+        least 1e-10 (below, float32 distances overflow). With `slic_zero`, the
+        initial compactness.
     max_num_iter : int, optional
-        Maximum number of k-means iterations. The fast algorithm stops early once an
-        iteration changes no label (a fixed point: more passes would change nothing).
+        Maximum number of k-means iterations (0 to 10000). The fast algorithm stops
+        early once an iteration changes no label (a fixed point: more passes would
+        change nothing).
     sigma : float or sequence of floats, optional
         Width of a Gaussian pre-smoothing per spatial axis; a scalar is divided by
         `spacing`, as in scikit-image.
@@ -244,7 +337,9 @@ def slic(image, n_segments=100, compactness=10.0, max_num_iter=10, sigma=0, spac
         connectivity pass); it runs on the CPU only and is slower. GPU arrays are
         refused with it rather than copied.
     threads : int, optional
-        Cap on the number of threads (default: ``UMSYNTH_NUM_THREADS`` or all cores).
+        Number of threads, 1 to 1024 (default: ``UMSYNTH_NUM_THREADS``, else all cores,
+        or a fair share of them under contention: see
+        :func:`umsynth.kernels.config.default_threads`).
     device : {None, "cpu", "cuda", "cuda:N"}, optional
         Where to run. None: where the image lives. A GPU image with ``"cpu"`` (or
         another GPU) is an error, never a silent copy. A host image with ``"cuda"`` is
@@ -252,6 +347,17 @@ def slic(image, n_segments=100, compactness=10.0, max_num_iter=10, sigma=0, spac
         gives the CPU path's labels bit for bit; it does not pre-smooth (``sigma``
         must be 0) and needs umsynth built with CUDA and a usable device
         (:func:`umsynth.show_config`).
+    slic_zero : bool, optional
+        SLICO (scikit-image's ``slic_zero``): each superpixel's colour distance is
+        divided by the largest one seen among its pixels so far (in units of
+        `compactness`, at least 1), so smooth and textured regions get compact
+        superpixels alike. Both algorithms; ``"reference"`` gives scikit-image's labels.
+    convert2lab : bool or None, optional
+        scikit-image's switch, for RGB images: True converts a 3-channel image to CIE
+        L*a*b* (``intensity="lab"``) and refuses other channel counts, False keeps the
+        values (``intensity="linear"``); both leave grey images linear, as scikit-image
+        does. None (default): `intensity` decides. scikit-image's None converts
+        3-channel images; umsynth keeps `intensity`'s default ("linear") instead.
 
     Returns
     -------
@@ -261,9 +367,10 @@ def slic(image, n_segments=100, compactness=10.0, max_num_iter=10, sigma=0, spac
     Raises
     ------
     ValueError
-        Wrong number of dimensions, empty image, NaN or Inf, n_segments < 1 or larger
-        than the number of pixels, compactness <= 0, a mask of another shape or with
-        no true pixel, an apparent colour image without channel_axis.
+        Wrong number of dimensions, empty image, more than 2^31 - 1 pixels or 1024
+        channels, NaN or Inf, n_segments < 1, compactness < 1e-10, max_num_iter
+        outside 0..10000, threads outside 1..1024, a mask of another shape or with no
+        true pixel, an apparent colour image without channel_axis.
     TypeError
         Complex, object, string or boolean images; non-integer n_segments.
 
@@ -279,16 +386,32 @@ def slic(image, n_segments=100, compactness=10.0, max_num_iter=10, sigma=0, spac
     _check_choice(intensity, "intensity", _INTENSITIES)
     if start_label not in (0, 1):
         raise ValueError(f"start_label must be 0 or 1, got {start_label!r}")
-    if isinstance(max_num_iter, bool) or not isinstance(max_num_iter, (int, np.integer)) \
-            or max_num_iter < 0:
-        raise ValueError(f"max_num_iter must be an integer >= 0, got {max_num_iter!r}")
+    max_num_iter = _check_int(max_num_iter, "max_num_iter", 0, MAX_ITER)
     _check_positive(min_size_factor, "min_size_factor", allow_zero=True)
     _check_positive(max_size_factor, "max_size_factor")
+    _check_compactness(compactness)
+    if not isinstance(slic_zero, (bool, np.bool_)):
+        raise TypeError(f"slic_zero must be True or False, got {slic_zero!r}")
+    nt = resolve_threads(threads)
+    shape = _shape_of(image)
+    if shape is not None:
+        _check_size(shape, channel_axis, "image")
+    if convert2lab is not None:
+        if intensity != "linear":
+            raise ValueError("pass either intensity or convert2lab (scikit-image's name), not both")
+        if not isinstance(convert2lab, (bool, np.bool_)):
+            raise TypeError(f"convert2lab must be True, False or None, got {convert2lab!r}")
+        if convert2lab and channel_axis is not None and shape is not None \
+                and len(shape) > 2 and -len(shape) <= channel_axis < len(shape):
+            if shape[channel_axis] != 3:
+                raise ValueError(f"convert2lab=True needs an RGB image (3 channels), got "
+                                 f"{shape[channel_axis]} channels")
+            intensity = "lab"
     args = dict(n_segments=n_segments, compactness=compactness, max_num_iter=max_num_iter,
                 sigma=sigma, spacing=spacing, enforce_connectivity=enforce_connectivity,
                 min_size_factor=min_size_factor, max_size_factor=max_size_factor,
                 start_label=start_label, mask=mask, channel_axis=channel_axis,
-                intensity=intensity, algorithm=algorithm, threads=threads)
+                intensity=intensity, algorithm=algorithm, threads=nt, slic_zero=slic_zero)
     arr, ops = _on_device(image, "image", device, algorithm)
     if ops is None and parse_device(device)[0] == "cuda":
         return _via_gpu(slic, image, "image", device, args)
@@ -300,11 +423,14 @@ def slic(image, n_segments=100, compactness=10.0, max_num_iter=10, sigma=0, spac
     if intensity == "lab" and sp.image.shape[3] not in (1, 3):
         raise ValueError(f"intensity='lab' needs a grey or 3-channel (RGB) image, got "
                          f"{sp.image.shape[3]} channels")
-    nt = resolve_threads(threads)
+    # above the pixel count, every pixel is a seed (scikit-image's regular_grid and mask
+    # seeding give the same result for any larger number)
+    n_pix = sp.mask_count if sp.mask is not None else math.prod(sp.image.shape[:3])
+    n_seg = min(int(n_segments), n_pix)
     run = slic_kernels.slic_reference if algorithm == "reference" else slic_kernels.slic_fast
-    labels = run(sp, int(n_segments), float(compactness), int(max_num_iter),
+    labels = run(sp, n_seg, float(compactness), int(max_num_iter),
                  bool(enforce_connectivity), float(min_size_factor), float(max_size_factor),
-                 int(start_label), intensity, nt)
+                 int(start_label), intensity, nt, slic_zero=bool(slic_zero))
     if sp.is_2d:
         labels = labels[0]
     return labels if ops is not None else like(labels, kind)
@@ -397,6 +523,11 @@ def unsupervised_mask(images, n_segments=512, compactness=10.0, step=10, intensi
     _check_choice(intensity, "intensity", _INTENSITIES)
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 1 <= step <= 255:
         raise ValueError(f"step must be an integer in 1..255, got {step!r}")
+    _check_compactness(compactness)
+    threads = resolve_threads(threads)
+    shape = _shape_of(images)
+    if shape is not None and len(shape) in (2, 3, 4):
+        _check_size(shape[-2:], None, "images")
     garr, ops = _on_device(images, "images", device, algorithm)
     if ops is None and parse_device(device)[0] == "cuda":
         return _via_gpu(unsupervised_mask, images, "images", device,
@@ -421,12 +552,14 @@ def unsupervised_mask(images, n_segments=512, compactness=10.0, step=10, intensi
     if math.prod(arr.shape) == 0:
         raise ValueError(f"images is empty (shape {in_shape})")
     N, H, W = arr.shape
+    if ops.np_dtype(arr).kind == "f" and not ops.all_finite(arr):
+        raise ValueError("images contain NaN or Inf values")
+    arr = _normal_range(arr, ops)
     # validate everything on the first image; the others share shape and dtype
     sp = _prepare(arr[0], n_segments, compactness, None, 0, None, None,
                   None if ops is _HOST else ops)
-    if ops.np_dtype(arr).kind == "f" and not ops.all_finite(arr):
-        raise ValueError("images contain NaN or Inf values")
-    nt = resolve_threads(threads)
+    n_segments = min(int(n_segments), H * W)  # every pixel a seed, as in slic
+    nt = threads
     if algorithm == "fast":
         batch = ops.contiguous(arr).reshape(N, 1, H, W, 1)
         # slic's defaults: 10 iterations, connectivity, min_size_factor 0.5, labels from 1

@@ -1,6 +1,7 @@
 """Streaming, mergeable feature statistics (mean and covariance) in float64."""
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -72,6 +73,8 @@ class FeatureStats:
     """
 
     def __init__(self, dim: int, keep_features: bool = False, extractor: str | None = None) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+            raise TypeError(f"dim must be an integer, got {dim!r}")
         dim = int(dim)
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
@@ -103,7 +106,9 @@ class FeatureStats:
         Raises
         ------
         ValueError
-            For a wrong shape or dimension, NaN or Inf, or statistics without a sample count.
+            For a wrong shape or dimension, NaN or Inf, statistics without a sample count,
+            or features so large that the covariance overflows float64 (the statistics are
+            then left as they were).
         """
         ops = device_ops(x)
         if ops is not None or self._ops is not None:
@@ -119,8 +124,10 @@ class FeatureStats:
         check_finite(arr, "features")
         if arr.shape[0] == 0:
             return self
-        mean, xc = centre(arr)
-        self._combine(arr.shape[0], mean, xc.T @ xc, [arr.copy()] if self.keep_features else [])
+        with np.errstate(over="ignore", invalid="ignore"):  # _combine refuses an overflow
+            mean, xc = centre(arr)
+            m2 = xc.T @ xc
+        self._combine(arr.shape[0], mean, m2, [arr.copy()] if self.keep_features else [])
         return self
 
     def _update_device(self, ops, x) -> "FeatureStats":
@@ -197,13 +204,19 @@ class FeatureStats:
         self._require_count("update")
         na = self._n
         n = na + nb
-        delta = mean_b - self._mean
-        self._mean = self._mean + delta * (nb / n)
-        outer = np.outer if self._ops is None else self._ops.outer
-        self._m2 = self._m2 + m2_b + outer(delta, delta * (na * nb / n))
-        # keep M2 exactly symmetric whatever rounding the sums above did
-        self._m2 = (self._m2 + self._m2.T) * 0.5
-        self._n = n
+        with np.errstate(over="ignore", invalid="ignore"):
+            delta = mean_b - self._mean
+            mean = self._mean + delta * (nb / n)
+            outer = np.outer if self._ops is None else self._ops.outer
+            m2 = self._m2 + m2_b + outer(delta, delta * (na * nb / n))
+            # keep M2 exactly symmetric whatever rounding the sums above did
+            m2 = (m2 + m2.T) * 0.5
+        # nothing that save() could write and load() would refuse: check before committing
+        # (max/min propagate NaN; one small device-to-host copy on a GPU)
+        if not all(math.isfinite(float(v)) for v in (mean.max(), mean.min(), m2.max(), m2.min())):
+            raise ValueError("features: the mean or covariance overflows float64 (features "
+                             "of magnitude around 1e154 or more); scale the features down")
+        self._mean, self._m2, self._n = mean, m2, n
         self._rows.extend(rows)
 
     def _require_count(self, what: str) -> None:
@@ -320,12 +333,17 @@ class FeatureStats:
             if version > FORMAT_VERSION:
                 raise ValueError(f"{path}: statistics format version {version} is newer than this "
                                  f"umsynth reads ({FORMAT_VERSION}); upgrade umsynth")
-            n = int(f["n"])
+            missing = [k for k in ("n", "dim", "extractor") if k not in f.files]
+            if missing:
+                raise ValueError(f"{path}: statistics file without {', '.join(missing)}")
+            n, dim = int(f["n"]), int(f["dim"])
             if n < 0:
                 out = cls._from_mu_sigma(f, path)
                 out.extractor = str(f["extractor"]) or None
+                _check_saved_dim(out.dim, dim, path)
                 return out
             mu, sigma = _read_mu_sigma(f, path)
+            _check_saved_dim(mu.shape[0], dim, path)
             out = cls(mu.shape[0], keep_features="features" in f.files,
                       extractor=str(f["extractor"]) or None)
             out._n = n
@@ -420,6 +438,11 @@ class FeatureStats:
         self._n, self._mean, self._m2 = n, mu, (m2 + m2.T) * 0.5
         self.keep_features, self._rows = False, []
         return self
+
+
+def _check_saved_dim(found: int, saved: int, path) -> None:
+    if found != saved:
+        raise ValueError(f"{path}: the file says dim={saved}, but mu has {found} entries")
 
 
 def _open_npz(path):

@@ -75,7 +75,7 @@ def load_generator(checkpoint, device="cpu"):
     st = load_checkpoint(checkpoint, map_location="cpu")
     cfg = config_from_dict(st["config"])
     gen = build_generator(cfg)
-    gen.load_state_dict(st["generator"])
+    gen.load_state_dict(st.get("ema") or st["generator"])  # the EMA generator (train.ema) when there is one
     return gen.to(dev).eval(), cfg
 
 
@@ -296,7 +296,7 @@ def synthesize(checkpoint, inputs, out_dir, *, variety: Variety = Variety(), bat
     import sys
 
     import torch
-    from tqdm import tqdm
+    from umsynth.progress import progress as progress_bar
 
     from umsynth.train.conditioning import conditioning_input
 
@@ -322,7 +322,7 @@ def synthesize(checkpoint, inputs, out_dir, *, variety: Variety = Variety(), bat
     cast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     jobs = [(i, v) for i in range(len(items)) for v in range(variety.variants)]
     results: list[dict] = []
-    bar = tqdm(total=len(jobs), desc="synthesize", unit="image", disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=len(jobs), desc="synthesize", unit="image", disable=not progress, file=sys.stderr)
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
         conds = []

@@ -78,8 +78,8 @@ def check_checkpoint(state: Mapping, path) -> None:
     """Check a training checkpoint's config and networks before a network is built from it.
 
     The config must be valid and within :data:`LIMITS`; the generator's weights (and those
-    of the snapshot, the discriminator and any other ``generator*`` entry, such as an EMA
-    copy, when present) must have exactly the shapes that config gives them.
+    of the pseudo-label snapshot, the EMA generator and the discriminator, when present)
+    must have exactly the shapes that config gives them.
 
     Raises
     ------
@@ -105,7 +105,7 @@ def check_checkpoint(state: Mapping, path) -> None:
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{what}: bad config: {exc}") from None
     for key, value in state.items():
-        if key.startswith("generator") or (key == "snapshot" and value):
+        if key == "generator" or (key in ("snapshot", "ema") and value):
             check_state(lambda: build_generator(cfg), value, f"{what}: {key}")
         elif key == "discriminator" and value:
             check_state(lambda: build_discriminator(cfg), value, f"{what}: {key}")

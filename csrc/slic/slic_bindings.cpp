@@ -31,13 +31,13 @@ void slic_fast_cuda_py(int device, uintptr_t stream, uintptr_t image, int dtype,
                        std::vector<int32_t> grid, int64_t N, int D, int H, int W, int C,
                        int mode, float wz, float wy, float wx, float cw, int max_iter,
                        bool enforce_connectivity, int64_t min_size, int start_label,
-                       int um_step, uintptr_t lohi, uintptr_t labels, uintptr_t um,
+                       int um_step, bool slic_zero, uintptr_t lohi, uintptr_t labels, uintptr_t um,
                        uintptr_t scratch, int64_t scratch_bytes) {
   if (grid.size() != 9) throw std::invalid_argument("grid must hold 9 integers");
   const auto dt = dtype_code(dtype);
   ums::slic::Shape s{N, D, H, W, C};
   ums::slic::Params p{wz, wy, wx, cw, max_iter, enforce_connectivity, min_size, start_label,
-                      um_step};
+                      um_step, slic_zero ? 1 : 0};
   py::gil_scoped_release nogil;
   ums::slic::slic_fast_cuda(device, stream, (const void*)image, dt, (const uint8_t*)mask, s,
                             grid.data(), (ums::slic::Intensity)mode, p, (const double*)lohi,
@@ -60,7 +60,8 @@ void bind_slic(py::module_& m) {
         py::arg("dtype"), py::arg("mask"), py::arg("grid"), py::arg("N"), py::arg("D"),
         py::arg("H"), py::arg("W"), py::arg("C"), py::arg("mode"), py::arg("wz"), py::arg("wy"),
         py::arg("wx"), py::arg("cw"), py::arg("max_iter"), py::arg("enforce_connectivity"),
-        py::arg("min_size"), py::arg("start_label"), py::arg("um_step"), py::arg("lohi"),
+        py::arg("min_size"), py::arg("start_label"), py::arg("um_step"), py::arg("slic_zero"),
+        py::arg("lohi"),
         py::arg("labels"), py::arg("um"), py::arg("scratch"), py::arg("scratch_bytes"),
         "The fast SLIC on device memory (pointers and stream as integers).");
 }
@@ -85,8 +86,20 @@ const T* cptr_of(const py::array& a, const char* name, int64_t n) {
   return static_cast<const T*>(a.data());
 }
 
+// Python converts other byte orders first; reading one raw would give other labels.
+void require_native_order(const py::array& a, const char* name) {
+  const char bo = a.dtype().byteorder();
+  const uint16_t probe = 1;
+  const bool little = *(const uint8_t*)&probe == 1;
+  if ((bo == '>' && little) || (bo == '<' && !little))
+    throw std::invalid_argument(std::string(name) + ": non-native byte order (" +
+                                std::string(py::str(a.dtype())) + "); convert it with "
+                                "a.astype(a.dtype.newbyteorder('='))");
+}
+
 ums::slic::DType dtype_of(const py::array& a) {
   using ums::slic::DType;
+  require_native_order(a, "image");
   const char k = a.dtype().kind();
   const auto sz = a.dtype().itemsize();
   if (k == 'u' && sz == 1) return DType::U8;
@@ -100,8 +113,8 @@ ums::slic::DType dtype_of(const py::array& a) {
 void slic_fast_py(py::array image, std::optional<py::array> mask, py::array grid, int64_t N,
                   int D, int H, int W, int C, int mode, float wz, float wy, float wx, float cw,
                   int max_iter, bool enforce_connectivity, int64_t min_size, int start_label,
-                  int um_step, std::optional<py::array> labels, std::optional<py::array> um,
-                  int threads, bool gpu_layout) {
+                  int um_step, bool slic_zero, std::optional<py::array> labels,
+                  std::optional<py::array> um, int threads, bool gpu_layout) {
   ums::slic::Shape s{N, D, H, W, C};
   const int64_t P = s.pixels();
   if ((int64_t)P >= (int64_t)1 << 31) throw std::invalid_argument("image too large: more than 2^31 pixels per image");
@@ -114,7 +127,7 @@ void slic_fast_py(py::array image, std::optional<py::array> mask, py::array grid
   int64_t* lab = labels ? ptr_of<int64_t>(*labels, "labels", N * P) : nullptr;
   uint8_t* u = um ? ptr_of<uint8_t>(*um, "um", N * P) : nullptr;
   ums::slic::Params p{wz, wy, wx, cw, max_iter, enforce_connectivity, min_size, start_label,
-                      um_step};
+                      um_step, slic_zero ? 1 : 0};
   const auto dt = dtype_of(image);
   {
     py::gil_scoped_release nogil;
@@ -136,8 +149,9 @@ void um_fill_py(py::array image, py::array labels, int64_t N, int64_t P, int sta
 template <typename T>
 void slic_reference_py(py::array_t<T, 0> image, std::optional<py::array> mask,
                        py::array_t<T, 0> segments, float step, py::array_t<int64_t, 0> windows,
-                       int max_iter, py::array_t<T, 0> spacing, bool ignore_color,
-                       int64_t start_label, py::array_t<int64_t, 0> labels, int threads) {
+                       int max_iter, py::array_t<T, 0> spacing, bool slic_zero,
+                       bool ignore_color, int64_t start_label, py::array_t<int64_t, 0> labels,
+                       int threads) {
   if (image.ndim() != 4) throw std::invalid_argument("image must be (D, H, W, C)");
   const int D = (int)image.shape(0), H = (int)image.shape(1), W = (int)image.shape(2),
             C = (int)image.shape(3);
@@ -154,7 +168,7 @@ void slic_reference_py(py::array_t<T, 0> image, std::optional<py::array> mask,
   int64_t* lab = ptr_of<int64_t>(lab_arr, "labels", P);
   py::gil_scoped_release nogil;
   ums::slic::slic_reference<T>(img, m, D, H, W, C, seg, K, step, win, max_iter, sp,
-                               ignore_color, start_label, lab, threads);
+                               slic_zero, ignore_color, start_label, lab, threads);
 }
 
 py::array_t<int64_t> enforce_reference_py(py::array_t<int64_t, 0> labels, int64_t min_size,
@@ -175,7 +189,7 @@ template <typename T>
 void def_slic_reference(py::module_& m, const char* name) {
   m.def(name, &slic_reference_py<T>, py::arg("image"), py::arg("mask"), py::arg("segments"),
         py::arg("step"), py::arg("window_steps"), py::arg("max_iter"), py::arg("spacing"),
-        py::arg("ignore_color"), py::arg("start_label"), py::arg("labels"), py::arg("threads"),
+        py::arg("slic_zero"), py::arg("ignore_color"), py::arg("start_label"), py::arg("labels"), py::arg("threads"),
         "scikit-image 0.26's SLIC iterations (segments updated in place, labels written).");
 }
 
@@ -186,7 +200,8 @@ void bind_slic(py::module_& m) {
         py::arg("N"), py::arg("D"), py::arg("H"), py::arg("W"), py::arg("C"), py::arg("mode"),
         py::arg("wz"), py::arg("wy"), py::arg("wx"), py::arg("cw"), py::arg("max_iter"),
         py::arg("enforce_connectivity"), py::arg("min_size"), py::arg("start_label"),
-        py::arg("um_step"), py::arg("labels"), py::arg("um"), py::arg("threads"),
+        py::arg("um_step"), py::arg("slic_zero"), py::arg("labels"), py::arg("um"),
+        py::arg("threads"),
         py::arg("gpu_layout") = false,
         "The fast SLIC of slic_steps.h on the CPU (gpu_layout: in the CUDA configuration).");
   m.def("unsupervised_mask_fill", &um_fill_py, py::arg("image"), py::arg("labels"), py::arg("N"),

@@ -34,6 +34,7 @@ struct Params {
   int64_t min_size;  // components below this are merged into a neighbour
   int32_t start_label;
   int32_t um_step;   // > 0: also write the unsupervised mask
+  int32_t slic_zero; // 1: SLICO, each centre's colour weight adapts to its spread
 };
 
 // Merging of small pieces stops after this many rounds (each round merges every
@@ -120,8 +121,16 @@ UMS_HD int32_t merge_key_root(uint64_t key) {
   return (int32_t)(0xFFFFFFFFu - (uint32_t)(key & 0xFFFFFFFFu));
 }
 
-// 1 / (hi - lo) of the rescale to [0, 1]; 0 for a constant image.
-UMS_HD double rescale_inv(double lo, double hi) { return hi > lo ? 1.0 / (hi - lo) : 0.0; }
+// True for a finite x > 0 (false for NaN and infinities).
+UMS_HD bool positive_finite(double x) { return x > 0.0 && x <= 1.7976931348623157e308; }
+
+// 1 / (hi - lo) of the rescale to [0, 1]; 0 for a constant image, and 0 where the range
+// is subnormal or overflows (Python brings such float64 ranges into the normal range
+// by a power of two first; this keeps every feature finite if it did not).
+UMS_HD double rescale_inv(double lo, double hi) {
+  const double inv = hi > lo ? 1.0 / (hi - lo) : 0.0;
+  return positive_finite(hi - lo) && positive_finite(inv) ? inv : 0.0;
+}
 
 // Features of one pixel (C raw values, channels last) on the fixed-point grid: the
 // value rescaled to [0, 1] over the image's (masked) range, CIE L*/100 for grey Lab,
@@ -138,7 +147,10 @@ UMS_HD int64_t grey_fixed16(T v, double lo, double scale255) {
   double g = ((double)v - lo) * scale255 * 65536.0;
   return (int64_t)(g + 0.5);
 }
-UMS_HD double um_scale(double lo, double hi) { return hi > lo ? 255.0 / (hi - lo) : 0.0; }
+UMS_HD double um_scale(double lo, double hi) {
+  const double sc = hi > lo ? 255.0 / (hi - lo) : 0.0;
+  return positive_finite(hi - lo) && positive_finite(sc) ? sc : 0.0;
+}
 
 // Unsupervised-mask value of a superpixel: its mean grey level (0..255 scale, held
 // in 2^-16 fixed point) rounded down to a multiple of step, as the original did.
@@ -153,12 +165,24 @@ UMS_HD uint8_t um_value(int64_t sum_fixed16, int64_t count, int32_t step) {
 
 // ---- L* companding, only +,-,*,/ and sqrt so that CPU and GPU agree bit for bit ----
 
+// Every loop below has a fixed bound: the inputs come from unit_checked() (within
+// [-1, 2]), and a non-finite input that got past it still ends in a bounded number of
+// steps instead of halving an infinity forever.
+
+// A rescaled value checked into [-1, 2] (NaN to 0): valid input lies in [0, 1] up to
+// rounding, so this changes nothing there and bounds the companding below.
+UMS_HD double unit_checked(double v) {
+  if (!(v == v)) return 0.0;
+  return v < -1.0 ? -1.0 : (v > 2.0 ? 2.0 : v);
+}
+
 // x^(1/3) for x > 0 by Newton steps from a bit-level initial guess.
 UMS_HD double cbrt_exact_ops(double x) {
-  // initial guess: scale into [1, 8) by powers of 8
+  // initial guess: scale into [1, 8) by powers of 8 (at most 64 steps each way, as in
+  // umsynth.kernels.reference; 8^64 covers far more than [0, 2])
   double s = 1.0, m = x;
-  while (m >= 8.0) { m *= 0.125; s *= 2.0; }
-  while (m < 1.0) { m *= 8.0; s *= 0.5; }
+  for (int i = 0; i < 64 && m >= 8.0; ++i) { m *= 0.125; s *= 2.0; }
+  for (int i = 0; i < 64 && m < 1.0; ++i) { m *= 8.0; s *= 0.5; }
   double r = 1.0 + (m - 1.0) * (1.0 / 7.0);  // cbrt(1)=1, cbrt(8)=2, chord
   for (int i = 0; i < 6; ++i) r = r - (r * r * r - m) / (3.0 * r * r);
   return r * s;
@@ -168,8 +192,9 @@ UMS_HD double cbrt_exact_ops(double x) {
 UMS_HD double log_exact_ops(double x) {
   const double ln2 = 0.69314718055994530942;
   int e = 0;
-  while (x > 1.4142135623730951) { x *= 0.5; ++e; }
-  while (x < 0.7071067811865476) { x *= 2.0; --e; }
+  // 1100 halvings or doublings span every finite double, subnormals included
+  for (int i = 0; i < 1100 && x > 1.4142135623730951; ++i) { x *= 0.5; ++e; }
+  for (int i = 0; i < 1100 && x < 0.7071067811865476; ++i) { x *= 2.0; --e; }
   double t = (x - 1.0) / (x + 1.0), t2 = t * t, term = t, sum = 0.0;
   for (int k = 1; k < 29; k += 2) {  // |t| < 0.172: 14 terms reach 1e-20
     sum += term / (double)k;
@@ -178,9 +203,12 @@ UMS_HD double log_exact_ops(double x) {
   return 2.0 * sum + (double)e * ln2;
 }
 
-// exp(y) for |y| < 50: range reduction by ln 2 and a Taylor series.
+// exp(y) for |y| < 50: range reduction by ln 2 and a Taylor series. y is clamped to
+// [-800, 800] first (beyond, the result is 0 or infinite anyway), which bounds k.
 UMS_HD double exp_exact_ops(double y) {
   const double ln2 = 0.69314718055994530942;
+  if (!(y == y)) y = 0.0;
+  y = y < -800.0 ? -800.0 : (y > 800.0 ? 800.0 : y);
   int k = (int)(y / ln2 + (y >= 0 ? 0.5 : -0.5));
   double r = y - (double)k * ln2, term = 1.0, sum = 1.0;
   for (int i = 1; i < 20; ++i) {  // |r| < 0.35: 19 terms reach 1e-20
@@ -224,16 +252,20 @@ template <typename T>
 UMS_HD void pixel_features(const T* px, int C, Intensity mode, double lo, double inv,
                            float* out) {
   if (mode == Intensity::Raw) {
-    for (int c = 0; c < C; ++c) out[c] = quantize_feature((double)px[c]);
+    for (int c = 0; c < C; ++c) {  // within the fixed-point range (|f| < 16), NaN to 0
+      const double v = (double)px[c];
+      out[c] = quantize_feature(!(v == v) ? 0.0 : (v < -15.0 ? -15.0 : (v > 15.0 ? 15.0 : v)));
+    }
   } else if (mode == Intensity::Lab && C == 1) {
-    out[0] = quantize_feature(lstar_unit(((double)px[0] - lo) * inv));
+    out[0] = quantize_feature(lstar_unit(unit_checked(((double)px[0] - lo) * inv)));
   } else if (mode == Intensity::Lab && C == 3) {
     double lab[3];
-    rgb_to_lab_unit(((double)px[0] - lo) * inv, ((double)px[1] - lo) * inv,
-                    ((double)px[2] - lo) * inv, lab);
+    rgb_to_lab_unit(unit_checked(((double)px[0] - lo) * inv),
+                    unit_checked(((double)px[1] - lo) * inv),
+                    unit_checked(((double)px[2] - lo) * inv), lab);
     for (int c = 0; c < 3; ++c) out[c] = quantize_feature(lab[c]);
   } else {
-    for (int c = 0; c < C; ++c) out[c] = quantize_feature(((double)px[c] - lo) * inv);
+    for (int c = 0; c < C; ++c) out[c] = quantize_feature(unit_checked(((double)px[c] - lo) * inv));
   }
 }
 

@@ -14,7 +14,8 @@ namespace slic {
 template <typename T>
 void slic_reference(const T* image, const uint8_t* mask, int D, int H, int W, int C,
                     T* segments, int64_t K, float step, const int64_t* window_steps,
-                    int max_iter, const T* spacing, bool ignore_color, int64_t start_label,
+                    int max_iter, const T* spacing, bool slic_zero, bool ignore_color,
+                    int64_t start_label,
                     int64_t* labels, int threads) {
   const int64_t P = (int64_t)D * H * W, rows = (int64_t)D * H, F = 3 + C;
   const int64_t mask_label = start_label - 1;
@@ -26,6 +27,8 @@ void slic_reference(const T* image, const uint8_t* mask, int D, int H, int W, in
   std::vector<T> distance((size_t)P);
   std::vector<uint8_t> dead((size_t)K, 0);  // 0/0 centroids: NaN in skimage, never win
   std::vector<int64_t> nelem((size_t)K);
+  // SLICO: the colours arrive scaled by 1/compactness, so the maxima start at 1
+  std::vector<T> max_colour((size_t)K, (T)1);
 
   for (int it = 0; it < max_iter; ++it) {
     std::fill(distance.begin(), distance.end(), std::numeric_limits<T>::infinity());
@@ -65,6 +68,7 @@ void slic_reference(const T* image, const uint8_t* mask, int D, int H, int W, in
                   T tt = image[i * C + c] - seg[3 + c];
                   dist_color += tt * tt;
                 }
+                if (slic_zero) dist_color /= max_colour[k];
                 dist_center += dist_color;
               }
               if (distance[i] > dist_center) {
@@ -98,15 +102,30 @@ void slic_reference(const T* image, const uint8_t* mask, int D, int H, int W, in
       if (nelem[k] == 0) dead[k] = 1;
       for (int64_t c = 0; c < F; ++c) segments[k * F + c] /= (T)nelem[k];
     }
+    if (slic_zero) {  // each centre's largest colour distance so far, never decreasing
+      for (int64_t i = 0; i < P; ++i) {
+        if (mask && !mask[i]) continue;
+        const int64_t l = labels[i];
+        if (l == mask_label) continue;
+        const int64_t k = l - start_label;
+        const T* seg = segments + k * F;
+        T dist_color = 0;
+        for (int c = 0; c < C; ++c) {
+          T tt = image[i * C + c] - seg[3 + c];
+          dist_color += tt * tt;
+        }
+        if (max_colour[k] < dist_color) max_colour[k] = dist_color;
+      }
+    }
   }
 }
 
 template void slic_reference<float>(const float*, const uint8_t*, int, int, int, int, float*,
-                                    int64_t, float, const int64_t*, int, const float*, bool,
+                                    int64_t, float, const int64_t*, int, const float*, bool, bool,
                                     int64_t, int64_t*, int);
 template void slic_reference<double>(const double*, const uint8_t*, int, int, int, int,
                                      double*, int64_t, float, const int64_t*, int,
-                                     const double*, bool, int64_t, int64_t*, int);
+                                     const double*, bool, bool, int64_t, int64_t*, int);
 
 void enforce_connectivity_reference(const int64_t* segments, int D, int H, int W,
                                     int64_t min_size, int64_t max_size, int64_t start_label,

@@ -13,7 +13,8 @@ namespace slic {
 template <typename T>
 void slic_reference(const T* image, const uint8_t* mask, int D, int H, int W, int C,
                     T* segments, int64_t K, float step, const int64_t* window_steps,
-                    int max_iter, const T* spacing, bool ignore_color, int64_t start_label,
+                    int max_iter, const T* spacing, bool slic_zero, bool ignore_color,
+                    int64_t start_label,
                     int64_t* labels, int threads);
 
 void enforce_connectivity_reference(const int64_t* segments, int D, int H, int W,

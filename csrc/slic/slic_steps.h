@@ -184,6 +184,7 @@ struct Candidates {
   int n;
   int32_t k[27];
   float za[27], cx[27];
+  float cw[27];  // colour weight: Params::cw, or the centre's own under SLICO
   const float* centre[27];
 };
 
@@ -191,14 +192,13 @@ struct Candidates {
 // kb[x - xb]; -1 without candidates. The distance, in float32 and in this order, is
 //   ((wz*dz^2 + wy*dy^2) + wx*dx^2) + cw * sum_c (f_c - centre_c)^2
 // with d* = centre position - pixel position, w* = spacing^2 / step^2 per axis and
-// cw = 1 / compactness^2. Candidates are tried in increasing index with a strict "<",
-// so ties go to the smaller index. Grey pixels go kLanes at a time (common.h), best
-// distance and label held in registers across the candidates; the last step reads up
-// to kLanes * kGroups - 1 features past xe and writes as many labels past xe (the
-// caller pads both).
+// cw = 1 / compactness^2 (under SLICO, the centre's own weight). Candidates are tried
+// in increasing index with a strict "<", so ties go to the smaller index. Grey pixels go
+// kLanes at a time (common.h), best distance and label held in registers across the
+// candidates; the last step reads up to kLanes * kGroups - 1 features past xe and writes
+// as many labels past xe (the caller pads both).
 UMS_HD void span_nearest(const float* __restrict frow, int32_t xb, int32_t xe,
-                         const Candidates& cd, int C, float wx, float cw,
-                         int32_t* __restrict kb) {
+                         const Candidates& cd, int C, float wx, int32_t* __restrict kb) {
   if (C == 1) {
     // kGroups independent groups of lanes per step: their compare-and-select chains
     // interleave, which hides the latency of each
@@ -212,7 +212,7 @@ UMS_HD void span_nearest(const float* __restrict frow, int32_t xb, int32_t xe,
         lab[q] = lanes_fill((int32_t)-1);
       }
       for (int j = 0; j < cd.n; ++j) {  // 0 + t*t == t*t: the colour sum is t*t
-        const float cx = cd.cx[j], c0 = cd.centre[j][3], za = cd.za[j];
+        const float cx = cd.cx[j], c0 = cd.centre[j][3], za = cd.za[j], cw = cd.cw[j];
         const ILanes k = lanes_fill(cd.k[j]);
         for (int q = 0; q < kGroups; ++q) {
           const FLanes dx = cx - px[q], t = f[q] - c0;
@@ -236,7 +236,7 @@ UMS_HD void span_nearest(const float* __restrict frow, int32_t xb, int32_t xe,
         const float t = frow[(int64_t)x * C + c] - cd.centre[j][3 + c];
         colour += t * t;
       }
-      const float d = (cd.za[j] + wx * (dx * dx)) + cw * colour;
+      const float d = (cd.za[j] + wx * (dx * dx)) + cd.cw[j] * colour;
       if (d < best) {
         best = d;
         lab = cd.k[j];
@@ -258,6 +258,7 @@ struct Assign {
   const uint8_t* mask;
   const float* centres;
   const uint8_t* alive;
+  const float* cwk;  // SLICO: per (image, centre) colour weights
   Geo g;
   Params p;
   int32_t* lab;
@@ -305,9 +306,10 @@ struct Assign {
             cd.k[cd.n] = k;
             cd.za[cd.n] = p.wz * (dz * dz) + p.wy * (dy * dy);
             cd.cx[cd.n] = c[2];
+            cd.cw[cd.n] = p.slic_zero ? cwk[s.n * g.K + k] : p.cw;
             cd.centre[cd.n++] = c;
           }
-      span_nearest(frow, xb, xe, cd, C, p.wx, p.cw, kb + (xb - s.x0));
+      span_nearest(frow, xb, xe, cd, C, p.wx, kb + (xb - s.x0));
       xb = xe;
     }
     if (mask)
@@ -368,6 +370,65 @@ struct Update {  // per (image, centre): add up the copies of the sums, move the
       }
     if (active[n] && alive[k]) centre_from_sums(mine, g.C, centres + t * (3 + g.C));
     for (int j = 0; j < S; ++j) mine[j] = 0;
+  }
+};
+
+// SLICO (Achanta et al.; scikit-image's slic_zero): each centre's colour term is divided
+// by the largest colour distance, in units of cw, seen among its pixels so far (at least
+// 1), so that the weight adapts to how much the centre's region varies.
+struct ColourMax {  // per row segment: each centre's largest colour distance, this pass
+  const float* feat;
+  const int32_t* lab;
+  const float* centres;
+  const int32_t* active;
+  Geo g;
+  uint32_t* cnew;  // float bits, per (image, centre)
+  UMS_HD void operator()(int64_t t) const {
+    const Segment s(g, t);
+    if (!active[s.n]) return;
+    const int C = g.C, F = 3 + C;
+    for (int32_t x = s.x0; x < s.x1; ++x) {
+      const int32_t k = lab[s.row + x];
+      if (k < 0) continue;
+      const float* c = centres + (s.n * g.K + k) * F;
+      float colour = 0.0f;  // the operations of span_nearest
+      for (int ch = 0; ch < C; ++ch) {
+        const float d = feat[(s.row + x) * C + ch] - c[3 + ch];
+        colour += d * d;
+      }
+      atomic_max(cnew + s.n * g.K + k, float_bits(colour));
+    }
+  }
+};
+
+struct CentreWeight {  // per (image, centre): the SLICO weight of the next pass
+  float* cmax;       // largest cw * colour distance so far, at least 1
+  uint32_t* cnew;
+  float* cwk;
+  const uint8_t* alive;
+  const int32_t* active;
+  float cw;
+  Geo g;
+  UMS_HD void operator()(int64_t t) const {
+    const int64_t n = t / g.K, k = t - n * g.K;
+    if (active[n] && alive[k]) {
+      const float m = cw * bits_float(cnew[t]);
+      cmax[t] = m > cmax[t] ? m : cmax[t];
+      cwk[t] = cw / cmax[t];
+    }
+    cnew[t] = 0;
+  }
+};
+
+struct WeightInit {  // per (image, centre)
+  float* cmax;
+  uint32_t* cnew;
+  float* cwk;
+  float cw;
+  UMS_HD void operator()(int64_t t) const {
+    cmax[t] = 1.0f;
+    cnew[t] = 0;
+    cwk[t] = cw;
   }
 };
 
@@ -719,6 +780,9 @@ struct Buffers {
   int32_t* off;     // per segment: offsets into the root list
   int32_t* soff;    // per segment: offsets into the list of small pixels
   float* centres;   // N*K*(3+C)
+  float* cwk;       // N*K SLICO colour weights
+  float* cmax;      // N*K SLICO largest scaled colour distances
+  uint32_t* cnew;   // N*K this pass's largest colour distances (float bits)
   int64_t* sums;    // parts * N*K*(4+C)
   float* lut;       // N*lut_n
   uint64_t* keys;   // K seed keys
@@ -742,6 +806,9 @@ struct Buffers {
     c.take(off, segments * 4);
     c.take(soff, segments * 4);
     c.take(centres, N * K * (3 + C) * 4);
+    c.take(cwk, N * K * 4);
+    c.take(cmax, N * K * 4);
+    c.take(cnew, N * K * 4);
     c.take(sums, parts * N * K * (4 + C) * 8);
     c.take(lut, N * lut_n * 4);
     c.take(keys, (int64_t)K * 8);
@@ -812,6 +879,7 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
   if (mask) ex.for_each(g.P, SeedKeysMasked{mask, g, B.keys});
   else ex.for_each(g.K, SeedKeysGrid{g, B.keys});
   ex.for_each(NK, SeedCentres{B.keys, feat, g, B.centres, B.alive});
+  if (p.slic_zero) ex.for_each(NK, WeightInit{B.cmax, B.cnew, B.cwk, p.cw});
   ex.check("seeding");
 
   // k-means passes; an image stops once a pass changes none of its labels
@@ -820,12 +888,16 @@ void run_pipeline(Exec& ex, const T* image, const uint8_t* mask, const Shape& s,
   ex.for_each(g.N, Fill{active, 1});
   const int passes = p.max_iter > 0 ? p.max_iter : 1;
   for (int it = 0; it < passes; ++it) {
-    ex.for_each_part(SEGS, Assign<Exec::kSeg>{feat, mask, B.centres, B.alive, g, p, lab,
-                                             B.sums, stride, Exec::kSharedSums, active,
+    ex.for_each_part(SEGS, Assign<Exec::kSeg>{feat, mask, B.centres, B.alive, B.cwk, g, p,
+                                             lab, B.sums, stride, Exec::kSharedSums, active,
                                              changed});
     if (p.max_iter == 0) break;
     ex.for_each(g.N, IterFlags{active, changed, it});
     ex.for_each(NK, Update{B.centres, B.sums, ex.parts(), stride, B.alive, active, g});
+    if (p.slic_zero) {
+      ex.for_each(SEGS, ColourMax{feat, lab, B.centres, active, g, B.cnew});
+      ex.for_each(NK, CentreWeight{B.cmax, B.cnew, B.cwk, B.alive, active, p.cw, g});
+    }
   }
   ex.check("assignment");
 

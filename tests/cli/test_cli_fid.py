@@ -66,12 +66,14 @@ def expected_features(pixels: list[np.ndarray]) -> np.ndarray:
     return ext(torch.stack(batch).clamp(0, 1)).astype(np.float64)
 
 
-def fid_of(argv: list[str], capsys) -> float:
+def fid_of(argv: list[str], capsys, label: str = f"FD (random CNN features, {features.RANDOM_CNN_NAME})") -> float:
+    """The distance printed by ``umsynth fid``; its line must name the features as ``label``."""
     assert main(["fid", *argv]) == 0
     out = capsys.readouterr().out
-    m = re.search(r"^FID:  (\S+)$", out, re.M)
+    m = re.search(r"^(F.*): (\S+)$", out, re.M)
     assert m, out
-    return float(m.group(1))
+    assert m.group(1) == label
+    return float(m.group(2))
 
 
 def run_error(argv: list[str], capsys) -> str:
@@ -101,24 +103,37 @@ def test_progress_bar_over_images(folders, capsys):
 def test_save_stats_and_reuse(folders, tmp_path, capsys):
     root, _ = folders
     direct = fid_of([str(root / "real"), str(root / "fake"), "--no-progress"], capsys)
-    out = tmp_path / "real.npz"
-    assert main(["fid", str(root / "real"), "--save-stats", str(out), "--no-progress"]) == 0
+    # --save-stats DIR: one file per image folder, named after it (as `umsynth mmfid --save-stats DIR`)
+    assert main(["fid", str(root / "real"), str(root / "fake"), "--save-stats", str(tmp_path / "st"),
+                 "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "st").iterdir()) == ["fake.npz", "real.npz"]
+    out = tmp_path / "st" / "real.npz"
+    assert main(["fid", str(root / "real"), "--save-stats", str(tmp_path / "st1"), "--no-progress"]) == 0
     assert "saved statistics of 7 images" in capsys.readouterr().out
+    assert (tmp_path / "st1" / "real.npz").read_bytes() == out.read_bytes()
     stats = FeatureStats.load(out)
     assert stats.n == 7 and stats.dim == 512 and stats.extractor == features.RANDOM_CNN_NAME
     assert stats.keep_features  # 7 <= 512 images: the exact small-Gram route stays available
     assert fid_of([str(out), str(root / "fake"), "--no-progress"], capsys) == pytest.approx(direct, rel=1e-12)
 
-    # pytorch-fid's format in both directions: their mu/sigma file as input ...
+    # pytorch-fid's format in both directions: their mu/sigma file is read, tagged as theirs, and
+    # not compared with another extractor's statistics unless --allow-mixed says so
     theirs = tmp_path / "pytorch_fid.npz"
     with np.load(out) as f:
         np.savez_compressed(theirs, mu=f["mu"], sigma=f["sigma"])
-    assert fid_of([str(theirs), str(root / "fake"), "--no-progress"], capsys) == pytest.approx(direct, rel=1e-6)
+    line = run_error([str(theirs), str(root / "fake")], capsys)
+    assert "pytorch-fid-inception-v3" in line and features.RANDOM_CNN_NAME in line and "--allow-mixed" in line
+    mixed = f"FD (mixed features: pytorch-fid-inception-v3 vs {features.RANDOM_CNN_NAME})"
+    assert fid_of([str(theirs), str(root / "fake"), "--no-progress", "--allow-mixed"], capsys,
+                  mixed) == pytest.approx(direct, rel=1e-6)
+    assert fid_of([str(theirs), str(theirs)], capsys, "FID (InceptionV3 features, pytorch-fid-inception-v3)") == 0
     # ... and with two stats files and no network at all
-    fake = tmp_path / "fake.npz"
-    assert main(["fid", str(root / "fake"), "--save-stats", str(fake), "--no-progress"]) == 0
-    capsys.readouterr()
+    fake = tmp_path / "st" / "fake.npz"
     assert fid_of([str(out), str(fake)], capsys) == pytest.approx(direct, rel=1e-12)
+    # the old form, --save-stats FILE.npz, still works and says it is deprecated
+    assert main(["fid", str(root / "fake"), "--save-stats", str(tmp_path / "old.npz"), "--no-progress"]) == 0
+    assert "deprecated" in capsys.readouterr().err
+    assert (tmp_path / "old.npz").read_bytes() == fake.read_bytes()
 
 
 def test_num_workers_give_the_same_result(folders, capsys):
@@ -152,7 +167,8 @@ def test_bad_input_gives_one_clear_line(folders, tmp_path, capsys, monkeypatch):
     np.savez(tmp_path / "d4.npz", mu=np.zeros(4), sigma=np.eye(4))
     np.savez(tmp_path / "d8.npz", mu=np.zeros(8), sigma=np.eye(8))
     assert "different feature dimensions: 4 and 8" in run_error([str(tmp_path / "d4.npz"), str(tmp_path / "d8.npz")], capsys)
-    assert "different feature dimensions: 4 and 512" in run_error([str(tmp_path / "d4.npz"), real], capsys)
+    assert "different feature dimensions: 4 and 512" in run_error([str(tmp_path / "d4.npz"), real, "--allow-mixed"],
+                                                                  capsys)
     np.savez(tmp_path / "nan.npz", mu=np.array([0.0, np.nan]), sigma=np.eye(2))
     assert "NaN" in run_error([str(tmp_path / "nan.npz"), str(tmp_path / "nan.npz")], capsys)
 

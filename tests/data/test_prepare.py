@@ -80,7 +80,7 @@ def test_pairing_rule(tmp_path, write_series):
 def test_prepare_end_to_end_and_resume(tmp_path, capsys, write_series):
     vols, out = tmp_path / "v", tmp_path / "out"
     _good_cases(vols, write_series)
-    args = ["prepare", str(vols), str(out), "--n-segments", "128"]
+    args = ["prepare", str(vols), "--out", str(out), "--n-segments", "128"]
     assert main(args) == 0
     outerr = capsys.readouterr()
     assert "3 cases: 3 written, 0 skipped (already done), 0 failed; 1 other file(s) ignored" in outerr.out
@@ -172,7 +172,7 @@ def _bad_cases(root, write_series, write_ct_dicom):
 def test_bad_cases_one_line_each_and_nothing_left(tmp_path, capsys, write_series, write_ct_dicom):
     vols, out = tmp_path / "v", tmp_path / "out"
     expected = _bad_cases(vols, write_series, write_ct_dicom)
-    assert main(["prepare", str(vols), str(out), "--n-segments", "64"]) == 2
+    assert main(["prepare", str(vols), "--out", str(out), "--n-segments", "64"]) == 2
     captured = capsys.readouterr()
     lines = [ln for ln in captured.err.splitlines() if ln.startswith("umsynth prepare: error:")]
     assert len(lines) == len(expected)
@@ -211,9 +211,15 @@ def test_failed_write_removes_the_case(tmp_path, monkeypatch, write_series):
 
 def test_empty_folder_and_help(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert main(["prepare", str(tmp_path / "empty"), str(tmp_path / "out")]) == 2
+    assert main(["prepare", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "empty: no CT volumes found" in err
+    # the older form, OUT_DIR as the second positional, still works and says it is deprecated
+    assert main(["prepare", str(tmp_path / "empty"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "deprecated" in err and "empty: no CT volumes found" in err
+    assert main(["prepare", str(tmp_path / "empty")]) == 2
+    assert "--out OUT_DIR is required" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     assert main(["prepare", str(tmp_path / "empty"), str(tmp_path / "out"), "--trim", "0.5"]) == 2
     assert "--trim must be in [0, 0.5)" in capsys.readouterr().err

@@ -248,3 +248,28 @@ def test_cli_extractors_train(cohort, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     assert main(["extractors", "train", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_held_out_scores_at_every_scale_and_a_warning_at_chance(cohort):
+    # a metadata task whose values are random: nothing in the images predicts them
+    rng = np.random.default_rng(0)
+    meta = {"coin": [str(v) for v in rng.integers(0, 2, len(cohort.images))]}
+    cfg = dataclasses.replace(TINY_CONFIG, tasks=("rotation", "meta:coin"), steps=40)
+    with pytest.warns(UserWarning, match="'meta:coin' stays at chance"):
+        suite = train_suite(cohort.images, cfg, meta=meta, progress=False)
+    res = suite.training["results"]
+    assert suite.training["data"]["held_out_images"] == round(0.2 * len(cohort.images))
+    for task in ("rotation", "meta:coin"):
+        held = res[task]["held_out"]
+        assert set(held["per_scale"]) == set(cfg.scales) and held["images"] >= 1
+    assert res["meta:coin"]["held_out"]["at_chance"]
+    assert res["rotation"]["held_out"]["accuracy"] > res["rotation"]["held_out"]["chance"]
+
+
+def test_held_out_split_is_disjoint_and_seeded():
+    from umsynth.extractors.train import held_out_split
+
+    tr, ho = held_out_split(20, 0.2, 0)
+    assert len(ho) == 4 and len(tr) == 16 and not set(tr.tolist()) & set(ho.tolist())
+    assert held_out_split(20, 0.2, 0)[1].tolist() == ho.tolist()
+    assert len(held_out_split(4, 0.2, 0)[1]) == 0  # too few images to hold any out

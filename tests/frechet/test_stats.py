@@ -192,3 +192,42 @@ def test_distance_from_stats_refuses_mismatches():
         frechet_distance_from_stats(a, FeatureStats(4).update(np.ones(4)))
     with pytest.raises(TypeError):
         frechet_distance_from_stats(a, np.ones(4))
+
+
+# ----------------------------------------------------------------- hardening
+
+
+@pytest.mark.parametrize("dim,exc", [(2.7, TypeError), (True, TypeError), ("4", TypeError),
+                                     (0, ValueError)])
+def test_dim_must_be_a_positive_integer(dim, exc):
+    with pytest.raises(exc, match="dim"):
+        FeatureStats(dim)
+
+
+def test_overflowing_update_is_refused_and_leaves_the_state(tmp_path):
+    rng = np.random.default_rng(0)
+    s = FeatureStats(4).update(rng.standard_normal((5, 4)))
+    before = s.cov.copy()
+    with pytest.raises(ValueError, match="overflows float64"):
+        s.update(rng.standard_normal((6, 4)) * 1e200)
+    assert s.n == 5 and np.array_equal(s.cov, before)
+    s.save(tmp_path / "s.npz")  # still writable and readable
+    assert np.array_equal(FeatureStats.load(tmp_path / "s.npz").cov, before)
+
+
+def test_saved_dim_is_checked_on_load(tmp_path):
+    s = FeatureStats(3).update(np.random.default_rng(0).standard_normal((4, 3)))
+    s.save(tmp_path / "s.npz")
+    data = dict(np.load(tmp_path / "s.npz"))
+    data["dim"] = np.array(5)
+    np.savez(tmp_path / "bad.npz", **data)
+    with pytest.raises(ValueError, match="dim=5"):
+        FeatureStats.load(tmp_path / "bad.npz")
+
+
+def test_big_endian_features_give_native_results():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 5))
+    a = FeatureStats(5).update(x)
+    b = FeatureStats(5).update(x.astype(">f8"))
+    assert np.array_equal(a.cov, b.cov) and np.array_equal(a.mean, b.mean)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -44,7 +45,8 @@ def cli(*args, cwd=None, env=None, timeout=TIMEOUT) -> subprocess.CompletedProce
 
 
 def error_lines(proc) -> list[str]:
-    return [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    """stderr's lines, without the progress lines written outside a terminal ("masks: 50%|... [00:01<...")."""
+    return [ln for ln in proc.stderr.splitlines() if ln.strip() and not re.search(r"\[\d+:\d\d", ln)]
 
 
 def assert_one_line(proc, *needles) -> str:

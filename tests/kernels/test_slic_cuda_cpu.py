@@ -269,7 +269,9 @@ def test_gpu_configuration_equals_cpu_2d(phantom_slice, gpu_config, dtype):
                dict(n_segments=80, compactness=3, start_label=0),
                dict(n_segments=200, enforce_connectivity=False),
                dict(n_segments=150, mask=phantom_slice["labels"] == 1, min_size_factor=0.9),
-               dict(n_segments=50, max_num_iter=0)):
+               dict(n_segments=50, max_num_iter=0),
+               dict(n_segments=120, compactness=0.5, slic_zero=True),
+               dict(n_segments=90, slic_zero=True, mask=phantom_slice["labels"] == 1)):
         for t in ((1, 2) if dtype == np.uint8 else (2,)):
             want = umsynth.slic(img, threads=t, **kw)
             assert np.array_equal(gpu_config("gpu", umsynth.slic, img, threads=t, **kw), want), kw

@@ -82,7 +82,8 @@ def test_slic_2d_equals_cpu(phantom_slice, fw, dtype, intensity):
     for kw in (dict(n_segments=300), dict(n_segments=100, compactness=3, start_label=0),
                dict(n_segments=200, enforce_connectivity=False),
                dict(n_segments=150, mask=phantom_slice["labels"] == 1),
-               dict(n_segments=50, max_num_iter=0)):
+               dict(n_segments=50, max_num_iter=0),
+               dict(n_segments=120, compactness=0.5, slic_zero=True)):
         _same(umsynth.slic(img, intensity=intensity, **kw),
               umsynth.slic(gpu(img, fw), intensity=intensity, **kw), fw)
 

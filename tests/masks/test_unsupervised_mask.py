@@ -102,7 +102,9 @@ def test_other_dtypes_use_their_own_range(phantom_slice):
     (np.full((2, 8, 8), np.nan), {}, ValueError, "NaN"),
     (np.zeros((8, 8), complex), {}, TypeError, "dtype"),
     (np.zeros((8, 8)), {"step": 0}, ValueError, "step"),
-    (np.zeros((8, 8)), {"n_segments": 100}, ValueError, "n_segments"),
+    (np.zeros((8, 8)), {"n_segments": 0}, ValueError, "n_segments"),
+    (np.zeros((8, 8)), {"compactness": 1e-30}, ValueError, "compactness"),
+    (np.zeros((8, 8)), {"threads": 100000}, ValueError, "threads"),
     (np.zeros((8, 8)), {"compactness": 0}, ValueError, "compactness"),
 ])
 def test_bad_input(bad, kwargs, exc, match):

@@ -31,7 +31,7 @@ def test_stats_merge_equals_one_pass(cohort, tmp_path, random_suite):
     b = stream_stats(cohort.images[15:], suite, split=True, batch_size=16, progress=False)
     a.save(tmp_path / "a")
     b.save(tmp_path / "b")
-    assert main(["stats", "merge", str(tmp_path / "m"), str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert main(["stats", "merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 0
     merged = SetStats.load(tmp_path / "m")
     assert merged.n == one.n == 40
     for key, st in one.cells.items():
@@ -40,8 +40,11 @@ def test_stats_merge_equals_one_pass(cohort, tmp_path, random_suite):
     key = next(iter(one.cells))
     a.cells[key].save(tmp_path / "a.npz")
     b.cells[key].save(tmp_path / "b.npz")
-    assert main(["stats", "merge", str(tmp_path / "ab.npz"), str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 0
+    assert main(["stats", "merge", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--out", str(tmp_path / "ab.npz")]) == 0
     _assert_same_stats(FeatureStats.load(tmp_path / "ab.npz"), one.cells[key])
+    # the older form (OUT first) still works, with a deprecation line
+    assert main(["stats", "merge", str(tmp_path / "ab2.npz"), str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 0
+    assert (tmp_path / "ab2.npz").read_bytes() == (tmp_path / "ab.npz").read_bytes()
     # saved statistics stand in for images
     r1 = mmfid(cohort.images[:20], cohort.images[20:], suite, progress=False)
     r1b = mmfid(cohort.images[:20], cohort.images[20:], suite, progress=False, save_stats=tmp_path / "s")
@@ -53,8 +56,10 @@ def test_stats_merge_equals_one_pass(cohort, tmp_path, random_suite):
 def test_stats_merge_cli_errors(tmp_path, capsys):
     from umsynth.cli import main
 
-    assert main(["stats", "merge", str(tmp_path / "o.npz"), str(tmp_path / "missing.npz")]) == 2
+    assert main(["stats", "merge", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o.npz")]) == 2
     assert "missing.npz" in capsys.readouterr().err
+    assert main(["stats", "merge", str(tmp_path / "missing.npz")]) == 2
+    assert "--out OUT is required" in capsys.readouterr().err
 
 
 _DDP_WORKER = """

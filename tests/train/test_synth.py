@@ -155,6 +155,16 @@ def test_cli(ckpt, tmp_path, capsys):
                  "--no-progress", "--variants", "2", "--jitter", "15"]) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         f"m_v{v}_{k}.png" for v in (0, 1) for k in ("ct", "seg", "um")]
+    # a run folder (its last.pt) and --from-checkpoint NAME name the same checkpoint
+    run = ckpt.parent.parent
+    for extra in ([], ["--from-checkpoint", "last"]):
+        assert main(["synthesize", str(run), str(tmp_path / "m.png"), "--out", str(tmp_path / "o2"),
+                     "--no-progress", "--variants", "2", "--jitter", "15", *extra]) == 0
+        for p in (tmp_path / "o").iterdir():
+            assert (tmp_path / "o2" / p.name).read_bytes() == p.read_bytes()
+    assert main(["synthesize", str(run), str(tmp_path / "m.png"), "--out", str(tmp_path / "o3"),
+                 "--from-checkpoint", "7"]) == 2
+    assert "step_0000007.pt' does not exist; it has: last" in capsys.readouterr().err
     assert main(["synthesize", str(ckpt), "--out", str(tmp_path / "o")]) == 2
     assert "no inputs" in capsys.readouterr().err
     assert main(["synthesize", str(tmp_path / "none.pt"), str(tmp_path / "m.png"), "--out", str(tmp_path)]) == 2
@@ -162,3 +172,8 @@ def test_cli(ckpt, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     assert main(["export-onnx", str(ckpt), "--out", str(tmp_path / "g.onnx"), "--height", "32", "--width", "32"]) == 0
     assert "max |ONNX - PyTorch|" in capsys.readouterr().out
+    # as the README shows it: the file as a second positional, and a run folder as the checkpoint
+    assert main(["export-onnx", str(run), str(tmp_path / "h.onnx"), "--height", "32", "--width", "32"]) == 0
+    assert (tmp_path / "h.onnx").read_bytes() == (tmp_path / "g.onnx").read_bytes()
+    assert main(["export-onnx", str(ckpt), "a.onnx", "--out", "b.onnx", "--no-check"]) == 2
+    assert "two output files" in capsys.readouterr().err

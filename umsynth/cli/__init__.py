@@ -26,6 +26,7 @@ from umsynth.frechet import ConvergenceError
 COMMANDS = {
     "masks": "umsynth.cli.masks",
     "fid": "umsynth.cli.fid",
+    "frd": "umsynth.cli.frd",
     "mmfid": "umsynth.cli.mmfid",
     "stats": "umsynth.cli.stats",
     "extractors": "umsynth.cli.extractors",
@@ -63,7 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for modname in COMMANDS.values():
         importlib.import_module(modname).register(sub)
+    _mark_leaves(parser)
     return parser
+
+
+def _mark_leaves(parser: argparse.ArgumentParser) -> None:
+    """Give every innermost sub-command parser a default ``_parser`` naming itself.
+
+    argparse reports an unknown flag with the top-level usage; :func:`main` uses this to
+    report it with the sub-command's own usage instead.
+    """
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        parser.set_defaults(_parser=parser)
+    for action in subs:
+        for child in set(action.choices.values()):
+            _mark_leaves(child)
 
 
 def _error_line(exc: BaseException) -> tuple[str, int] | None:
@@ -83,7 +99,9 @@ def _error_line(exc: BaseException) -> tuple[str, int] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the sub-command's usage, not the top-level one (exits with status 2)
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     name = f"umsynth {args.command}"
     try:
         with _held:

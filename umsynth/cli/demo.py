@@ -4,6 +4,10 @@ from __future__ import annotations
 import argparse
 
 from umsynth.cli import hold_output
+from umsynth.cli._actions import add_device, add_no_progress
+
+#: how long ``--quick`` takes (the README says the same; tests/cli/test_readme_commands.py checks)
+QUICK_TIME = "under 2 minutes on 2 CPU cores"
 
 DESCRIPTION = """\
 Run the SemiCS2 method end to end on umsynth's embedded data: a phantom chest-CT cohort
@@ -15,22 +19,23 @@ MM-FID / MM-STD against held-out real images with a Wilcoxon test; utility (Dice
 segmenter trained with and without the synthetic pairs); DIR/metrics.json and
 DIR/report.html. Re-running with the same options resumes: finished stages are skipped.
 
-Defaults take about 15 minutes on 2 CPU cores; --quick takes under 2 minutes.
+Defaults take about 15 minutes on 2 CPU cores; --quick (a smoke test, not a result) takes
+{quick}.
 """
 
 
 def register(subparsers) -> None:
     """Add the ``demo`` sub-command to ``subparsers``."""
     p = subparsers.add_parser("demo", help="the whole method on embedded data, with report.html",
-                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=DESCRIPTION.format(quick=QUICK_TIME), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="out/demo", metavar="DIR", help="output folder (default out/demo)")
-    p.add_argument("--quick", action="store_true", help="a tiny run (< 2 min), for tests and a first look")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--quick", action="store_true", help=f"a tiny smoke test ({QUICK_TIME})")
+    add_device(p)
     p.add_argument("--size", type=int, default=None, help="montage side in pixels (default 128; quick 64)")
     p.add_argument("--steps", type=int, default=None, help="generator steps per model (default 450; quick 16)")
     p.add_argument("--cases", type=int, default=None, help="phantom cases in all (default 60; quick 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the cohort and of every run (default 0)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 

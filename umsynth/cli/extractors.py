@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from umsynth.cli import hold_output
-from umsynth.cli._actions import action_parser
+from umsynth.cli._actions import action_parser, add_no_progress
 from umsynth.files import list_images, read_image
 
 DESCRIPTION = """\
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
                    help="scales stored in the suite (default 128 256 512 1024; --quick 32 64)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint", metavar="FILE", help="save after each task and resume from it")
-    t.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_no_progress(t)
     t.set_defaults(func=run_train)
 
 
@@ -78,7 +78,13 @@ def run_train(args: argparse.Namespace) -> int:
                         progress=not args.no_progress)
     save_suite(suite, args.out)
     for task, r in suite.training["results"].items():
-        print(f"{task:>14}: loss {r['loss']:.3f}, training accuracy {r['accuracy']:.1%} ({r['seconds']:.1f} s)")
+        held = r.get("held_out") or {}
+        line = f"{task:>14}: loss {r['loss']:.3f}, training accuracy {r['accuracy']:.1%} ({r['seconds']:.1f} s)"
+        if held.get("accuracy") is not None:
+            line += f", held-out {held['accuracy']:.1%} (chance {held['chance']:.1%}, {held['images']} images)"
+            if held.get("at_chance"):
+                line += "  WARNING: at chance"
+        print(line)
     print(f"wrote {args.out} ({len(suite.members)} networks, scales {list(suite.scales)})")
     return 0
 

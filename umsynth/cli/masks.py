@@ -18,6 +18,7 @@ import numpy as np
 
 import umsynth
 from umsynth.cli import hold_output
+from umsynth.cli._actions import add_no_progress
 from umsynth.files import IMAGE_SUFFIXES, atomic_write_text, read_grey, write_png
 
 EDGE_COLOUR = (255, 40, 40)
@@ -46,6 +47,7 @@ def register(subparsers) -> None:
     p.add_argument("--algorithm", choices=("fast", "reference"), default="fast",
                    help="SLIC implementation (default fast)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all)")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 
@@ -141,6 +143,8 @@ def run(args) -> int:
     """Run ``umsynth masks``; returns 0, or 2 if any image failed (after doing all the others)."""
     from tqdm import tqdm
 
+    from umsynth.progress import progress
+
     from umsynth import samples  # the phantom behind it needs scipy: only when samples are used
 
     check_args(args)
@@ -158,7 +162,7 @@ def run(args) -> int:
 
     rows: list[dict] = []
     used: set[str] = set()
-    for path in tqdm(paths, desc="masks", unit="image", disable=None):
+    for path in progress(paths, desc="masks", unit="image", disable=args.no_progress):
         try:
             grey = read_grey(path)
         except (OSError, ValueError) as exc:  # the message starts with the path

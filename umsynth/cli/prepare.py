@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from umsynth.cli import hold_output
+from umsynth.cli._actions import add_no_progress, deprecated
 from umsynth.cli.masks import check_args as check_um_args
 
 DESCRIPTION = """\
@@ -36,7 +37,8 @@ def register(subparsers) -> None:
                               description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("volumes_dir", metavar="VOLUMES_DIR", help="folder of CT volumes and masks")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created if missing)")
+    p.add_argument("old_out", metavar="OUT_DIR", nargs="?", help=argparse.SUPPRESS)  # deprecated form
+    p.add_argument("--out", dest="out_dir", metavar="OUT_DIR", help="output folder (created if missing)")
     p.add_argument("--window", type=float, nargs=2, default=(-1500.0, 100.0), metavar=("LOW", "HIGH"),
                    help="HU window mapped to 0..255 (default -1500 100)")
     p.add_argument("--trim", type=float, default=0.1,
@@ -48,10 +50,18 @@ def register(subparsers) -> None:
                    help="SLIC intensity space (default lab, as the original)")
     p.add_argument("--overwrite", action="store_true", help="redo cases that are already finished")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all)")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 
 def _check_args(args) -> None:
+    if args.old_out is not None:
+        if args.out_dir is not None:
+            raise ValueError("give the output folder once, as --out OUT_DIR")
+        deprecated("prepare", "prepare VOLUMES_DIR OUT_DIR", "prepare VOLUMES_DIR --out OUT_DIR")
+        args.out_dir = args.old_out
+    if args.out_dir is None:
+        raise ValueError("--out OUT_DIR is required")
     check_um_args(args)  # --n-segments, --step, --compactness, --threads: as `umsynth masks`
     if not 0 <= args.trim < 0.5:
         raise ValueError(f"--trim must be in [0, 0.5), got {args.trim}")
@@ -76,6 +86,6 @@ def run(args) -> int:
 
     hold_output(args.out_dir, "prepare")  # another umsynth process writing OUT_DIR stops us here
     summary = prepare(args.volumes_dir, args.out_dir, config, overwrite=args.overwrite,
-                      threads=args.threads, on_error=report)
+                      threads=args.threads, progress=not args.no_progress, on_error=report)
     print(f"umsynth prepare: {summary.line()}; outputs in {args.out_dir}")
     return 2 if summary.failed else 0

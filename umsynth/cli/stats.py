@@ -12,7 +12,8 @@ covariance): the result equals one pass over all the images, to rounding.
 
 Each IN is either a FeatureStats .npz file (umsynth fid --save-stats, FeatureStats.save)
 or a statistics folder written by `umsynth mmfid --save-stats` (one folder per set, with a
-setstats.json). All INs must be of the same kind; OUT is written as that kind.
+setstats.json). All INs must be of the same kind; --out OUT is written as that kind.
+(The older form `umsynth stats merge OUT IN1 IN2 ...` still works.)
 """
 
 
@@ -22,16 +23,22 @@ def register(subparsers) -> None:
 
     m = action_parser(subparsers, "stats", "feature statistics: merge shards",
                       "merge", "merge statistics shards into one", DESCRIPTION)
-    m.add_argument("out", metavar="OUT", help="merged statistics (.npz file, or folder for set statistics)")
     m.add_argument("inputs", metavar="IN", nargs="+", help="statistics shards")
+    m.add_argument("--out", metavar="OUT", help="merged statistics (.npz file, or folder for set statistics)")
     m.set_defaults(func=run_merge)
 
 
 def run_merge(args: argparse.Namespace) -> int:
     """Merge the shards named in ``args.inputs`` into ``args.out``; returns 0."""
+    from umsynth.cli._actions import deprecated
     from umsynth.metrics.streaming import SetStats
     from umsynth.stats import FeatureStats
 
+    if args.out is None:  # the older form: OUT first
+        if len(args.inputs) < 2:
+            raise ValueError("--out OUT is required")
+        deprecated("stats merge", "stats merge OUT IN ...", "stats merge IN ... --out OUT")
+        args.out, args.inputs = args.inputs[0], args.inputs[1:]
     paths = [Path(p) for p in args.inputs]
     for p in paths:
         if not p.exists():

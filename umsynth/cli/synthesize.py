@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from umsynth.cli import hold_output
+from umsynth.cli._actions import add_device, add_from_checkpoint, add_no_progress
 from umsynth.synth import Variety, load_generator, synthesize
 
 DESCRIPTION = """\
@@ -28,7 +29,8 @@ def register(subparsers) -> None:
     """Add the ``synthesize`` sub-command to ``subparsers``."""
     p = subparsers.add_parser("synthesize", help="synthetic CT montages from a checkpoint and UMs",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="training checkpoint (checkpoints/last.pt)")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="training checkpoint (RUN/checkpoints/last.pt) or run folder")
+    add_from_checkpoint(p, "with a run folder, which checkpoint")
     p.add_argument("inputs", nargs="*", metavar="INPUTS", help="montage files or folders (or UMs with --ums)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--ums", action="store_true", help="INPUTS are UMs, not montages")
@@ -42,14 +44,29 @@ def register(subparsers) -> None:
     p.add_argument("--variants", type=int, default=1, metavar="K", help="images per input (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the variety options (default 0)")
     p.add_argument("--batch-size", type=int, default=4, help="images per generator call (default 4)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add_device(p)
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast on CUDA")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     p.set_defaults(func=run)
+
+
+def checkpoint_path(args) -> str:
+    """The file that CHECKPOINT and --from-checkpoint NAME name (a file, or a run folder's checkpoint)."""
+    from pathlib import Path
+
+    from umsynth.train.checkpoint import find_checkpoint  # imports torch
+
+    run_dir = Path(args.checkpoint)
+    if args.from_checkpoint is None:
+        return str(find_checkpoint(run_dir))
+    if not run_dir.is_dir():
+        raise ValueError(f"--from-checkpoint picks a checkpoint of a run folder; {run_dir} is not a folder")
+    return str(find_checkpoint(args.from_checkpoint, run_dir))
 
 
 def run(args) -> int:
     """Run ``umsynth synthesize``."""
+    args.checkpoint = checkpoint_path(args)
     variety = Variety(requantize=args.requantize, jitter=args.jitter, reseed=args.reseed,
                       variants=args.variants, seed=args.seed)
     if args.phantom is not None:

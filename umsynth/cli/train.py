@@ -8,6 +8,7 @@ import argparse
 import os
 
 from umsynth.cli import hold_output
+from umsynth.cli._actions import add_from_checkpoint, add_no_progress
 from umsynth.train.config import Config, config_fields, load_config
 
 DESCRIPTION = """\
@@ -24,7 +25,17 @@ data.unlabelled_dir (default: the same folder's unlabelled cases). data.source=p
 (the default) builds umsynth's phantom cohort.
 
 The run folder receives config.yaml (resolved), versions.yaml, checkpoints/last.pt,
-samples/*.png and tensorboard/. --resume continues exactly from checkpoints/last.pt.
+checkpoints/step_NNNNNNN.pt every checkpoint.keep_every steps (the newest
+checkpoint.keep_last of them), history.csv (step, epoch, lr, every loss), samples/*.png
+(a grid of fixed validation images every train.sample_every steps; data.validation_*),
+index.html (links to all of it) and, with TensorBoard installed, tensorboard/.
+train.ema=0.999 also keeps a moving average of the generator, which synthesis uses.
+
+--resume continues exactly from checkpoints/last.pt (--resume NAME: from a kept one, e.g.
+--resume 5000); it refuses a checkpoint of another configuration or other data (each
+checkpoint carries both digests). --from-checkpoint NAME fine-tunes: a new run that starts
+from that checkpoint's weights (a name in this run folder, another run folder, or a file).
+A run that neither resumes nor fine-tunes in a folder clears the earlier run's checkpoints.
 """
 
 
@@ -36,8 +47,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (created if missing)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a config field, e.g. --set model.generator.ngf=32 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.pt")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="NAME",
+                   help="continue exactly from DIR/checkpoints/last.pt (or the kept checkpoint NAME)")
+    add_from_checkpoint(p, "fine-tune: start a new run from this checkpoint's weights")
+    add_no_progress(p)
     group = p.add_argument_group("config fields (each is also --set KEY=VALUE)")
     for key, default in config_fields(Config()):
         group.add_argument(f"--{key}", dest=f"cfg:{key}", metavar="VALUE", default=argparse.SUPPRESS,
@@ -48,6 +61,22 @@ def register(subparsers) -> None:
 def dotted_overrides(args) -> list[str]:
     """The ``--section.field VALUE`` flags given, as ``section.field=VALUE`` strings."""
     return [f"{k[4:]}={v}" for k, v in vars(args).items() if k.startswith("cfg:")]
+
+
+def build_validation(data_cfg):
+    """The MontageDataset of the sample grids (None: the first labelled training images)."""
+    from umsynth.data.datasets import MontageDataset
+    from umsynth.data.phantom import phantom_cohort
+
+    if data_cfg.validation_dir:
+        try:
+            return MontageDataset.from_folder(data_cfg.validation_dir, labelled=True, tr=data_cfg.tr)
+        except ValueError:  # a folder without labels: its images still make a grid
+            return MontageDataset.from_folder(data_cfg.validation_dir, labelled=False, tr=data_cfg.tr)
+    if data_cfg.source == "phantom":  # further cases of another cohort seed: never trained on
+        cohort = phantom_cohort(data_cfg.validation_n, data_cfg.phantom_size, data_cfg.phantom_seed + 1, 1.0)
+        return MontageDataset.from_cohort(cohort, "all", tr=data_cfg.tr)
+    return None
 
 
 def build_datasets(data_cfg):
@@ -80,8 +109,11 @@ def run(args) -> int:
     overrides = dotted_overrides(args) + list(args.overrides)
     cfg = load_config(args.config, overrides)
     lab, unl = build_datasets(cfg.data)
+    if args.resume and args.from_checkpoint:
+        raise ValueError("give --resume (continue a run) or --from-checkpoint (fine-tune), not both")
     hold_output(args.out, "train")  # another umsynth process writing the run folder stops us here
-    out = train(cfg, lab, unl, args.out, resume=args.resume, progress=False if args.no_progress else None)
+    out = train(cfg, lab, unl, args.out, resume=args.resume, progress=False if args.no_progress else None,
+                validation=build_validation(cfg.data), init_from=args.from_checkpoint)
     if out.world_size == 1 or os.environ.get("RANK", "0") == "0":
         last = out.history[-1] if out.history else {}
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("step", "epoch", "lr"))

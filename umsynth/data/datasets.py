@@ -22,6 +22,7 @@ transformed superpixel labels, so UM, edges and segmentation always agree.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import OrderedDict
@@ -304,6 +305,37 @@ class MontageDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self._images)
+
+    def fingerprint(self) -> str:
+        """SHA-256 (16 hex digits) of what the items are made from.
+
+        The images, labels, UMs and superpixels (array bytes, or the files' bytes), which
+        items are labelled, their source positions and names, and the settings (UM source
+        and config, ``tr``, augmentation, seed). Equal fingerprints: equal items in every
+        epoch. Training checkpoints record it (:func:`umsynth.train.data_digest`).
+        """
+        h = hashlib.sha256()
+        for src in (self._images, self._labels, self._ums, self._superpixels):
+            if src is None:
+                h.update(b"none;")
+                continue
+            h.update(f"{src.name}:{len(src)};".encode())
+            arrays = [src.items] if isinstance(src.items, np.ndarray) else src.items
+            for item in arrays:
+                if isinstance(item, (str, os.PathLike)):
+                    h.update(Path(item).read_bytes())
+                    continue
+                if isinstance(item, torch.Tensor):
+                    item = item.detach().cpu().numpy()
+                a = np.ascontiguousarray(item)
+                h.update(f"{a.dtype.str}{a.shape};".encode())
+                h.update(a.tobytes())
+        settings = (self.um_source, asdict(self.um_config), self.tr,
+                    None if self.augment is None else asdict(self.augment), self.seed, self.names)
+        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        h.update(self.has_label.tobytes())
+        h.update(np.asarray(self.source_index, np.int64).tobytes())
+        return h.hexdigest()[:16]
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose augmentations items get (call before each epoch)."""

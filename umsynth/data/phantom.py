@@ -731,13 +731,13 @@ def phantom_cohort(n, size=512, seed=0, labelled_fraction=0.1, *, progress=False
     frac = float(labelled_fraction)
     if not 0.0 <= frac <= 1.0:
         raise ValueError(f"labelled_fraction must be in [0, 1], got {labelled_fraction}")
-    from tqdm.auto import tqdm
+    from umsynth.progress import progress as progress_bar
 
     size = _check_montage_size(size)
     images = np.empty((n, size, size), np.uint8)
     labels = np.empty((n, size, size), np.uint8)
     meta = []
-    for i in tqdm(range(n), desc="phantom cohort", unit="case", disable=not progress):
+    for i in progress_bar(range(n), desc="phantom cohort", unit="case", disable=not progress):
         img, lab, m = phantom_montage(case_seed(seed, i), size)
         images[i], labels[i] = img, lab
         meta.append(m)

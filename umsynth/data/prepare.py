@@ -260,13 +260,13 @@ def prepare(volumes_dir, out_dir, config: PrepareConfig = PrepareConfig(), *, ov
     FileNotFoundError, ValueError
         `volumes_dir` is missing or holds no CT volume.
     """
-    from tqdm import tqdm
+    from umsynth.progress import progress as progress_bar
 
     cases, ignored = find_cases(volumes_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(ignored=ignored)
-    bar = tqdm(cases, desc="prepare", unit="case", disable=None if progress else True)
+    bar = progress_bar(cases, desc="prepare", unit="case", disable=not progress)
     for case in bar:
         if not overwrite and not case.problem and is_done(out, case.name, config):
             summary.skipped.append(case.name)

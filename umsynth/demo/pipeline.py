@@ -305,8 +305,8 @@ def _stage_train(cfg: DemoConfig, out: Path, name: str, data: dict, progress: bo
     tr, _ = _splits(data, cfg)
     labelled, unlabelled = _datasets(cfg, tr, conditioning)
     run_dir = out / "runs" / name
-    resume = (run_dir / "checkpoints" / "last.pt").exists()
-    res = train(_train_config(cfg, conditioning, len(labelled)), labelled, unlabelled, run_dir, resume=resume,
+    # "auto": resume only a checkpoint of this very configuration and data, else train anew
+    res = train(_train_config(cfg, conditioning, len(labelled)), labelled, unlabelled, run_dir, resume="auto",
                 progress=progress)
     history: dict[str, list[float]] = {}
     for row in res.history:

@@ -126,7 +126,7 @@ def train_segmenter(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig
 
     Loss: cross-entropy on logits plus soft Dice over the classes, with random flips.
     """
-    from tqdm.auto import tqdm
+    from umsynth.progress import progress as progress_bar
 
     if len(images) == 0:
         raise ValueError("images: empty training set")
@@ -138,7 +138,7 @@ def train_segmenter(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     x_all, y_all = _to_batch(images, labels)
     n = len(x_all)
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(range(cfg.steps), desc=desc, disable=not progress, leave=False)
     for _ in bar:
         idx = torch.randint(n, (min(cfg.batch_size, n),), generator=gen)
         x, y = x_all[idx], y_all[idx]

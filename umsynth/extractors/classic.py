@@ -223,7 +223,7 @@ def folder_stats(folder: str | os.PathLike, extractor: FeatureExtractor, batch_s
         Keep the raw features; default: when there are at most ``extractor.dims`` images,
         so that the distance takes the exact small-Gram route.
     progress : bool, optional
-        Show a tqdm progress bar over images (on stderr).
+        Show progress over images on stderr (:func:`umsynth.progress.progress`).
 
     Returns
     -------
@@ -235,7 +235,7 @@ def folder_stats(folder: str | os.PathLike, extractor: FeatureExtractor, batch_s
         For an empty folder, an unreadable image (named), or NaN/Inf in the features.
     """
     import torch
-    from tqdm.auto import tqdm
+    from umsynth.progress import progress as progress_bar
 
     files = list_images(folder)
     if keep_features is None:
@@ -243,7 +243,7 @@ def folder_stats(folder: str | os.PathLike, extractor: FeatureExtractor, batch_s
     stats = FeatureStats(extractor.dims, keep_features=keep_features, extractor=extractor.name)
     loader = torch.utils.data.DataLoader(_ImageFolder(files, extractor.image_size), batch_size=batch_size,
                                          shuffle=False, drop_last=False, num_workers=num_workers)
-    with tqdm(total=len(files), unit="img", desc=str(folder), disable=not progress) as bar:
+    with progress_bar(total=len(files), unit="img", desc=str(folder), disable=not progress) as bar:
         for images, errors in loader:
             bad = next((e for e in errors if e), None)
             if bad:

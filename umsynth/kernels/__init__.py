@@ -10,6 +10,9 @@
 - :mod:`~umsynth.kernels.frechet_device`: the Fréchet distance on a GPU.
 - :mod:`~umsynth.kernels.reference`: plain-numpy statements of the kernels, for tests.
 - :mod:`~umsynth.kernels.original`: the original SemiCS2 ``run()``, a baseline for UMs.
+- :mod:`~umsynth.kernels.radiomics`: the texture-matrix counting kernels of
+  :mod:`umsynth.radiomics` (co-occurrence, run-length, size-zone, dependence, neighbourhood).
+- :mod:`~umsynth.kernels.radiomics_reference`: plain-numpy statements of those matrices, for tests.
 
 The public functions (umsynth.masks, umsynth.frechet, umsynth.stats) validate and document;
 the modules here only turn validated input into the kernels' arguments. They may import

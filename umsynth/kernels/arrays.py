@@ -179,6 +179,12 @@ class ImageOps:
     def device_index(self, a) -> int:
         return int(a.device.index if self.kind == "torch" else a.device.id)
 
+    def copy(self, a):
+        return a.clone() if self.kind == "torch" else a.copy()
+
+    def to_host(self, a) -> np.ndarray:
+        return a.cpu().numpy() if self.kind == "torch" else a.get()
+
     # ---- layout
     def moveaxis(self, a, src, dst):
         return self.xp.moveaxis(a, src, dst)
@@ -267,6 +273,12 @@ class HostImageOps(ImageOps):
 
     def astype(self, a, dtype):
         return a.astype(dtype)
+
+    def copy(self, a):
+        return a.copy()
+
+    def to_host(self, a) -> np.ndarray:
+        return a
 
     def contiguous(self, a):
         return np.ascontiguousarray(a)

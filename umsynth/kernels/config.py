@@ -1,4 +1,11 @@
-"""Build and run-time configuration: thread caps, which compiled modules exist."""
+"""Build and run-time configuration: thread caps, wait policy, which compiled modules exist.
+
+Contention: OpenMP threads that spin while they wait take cores from every other
+process. Unless the user chose otherwise, the OpenMP wait policy is set to passive
+here, before ``umsynth._cpu`` (and with it libgomp) is loaded, and the default thread
+count shrinks to what is free when more threads are runnable than cores, or to a fair
+share of the cores inside a torch DataLoader worker (:func:`default_threads`).
+"""
 from __future__ import annotations
 
 import os
@@ -6,23 +13,100 @@ import sys
 
 import numpy as np
 
-from umsynth import _cpu
+# libgomp reads these once, when it is loaded: before the import below. A value the
+# user set is kept. Passive: an idle OpenMP thread sleeps at once instead of spinning
+# (the issue's four processes on two cores took 4-6x their fair share while spinning).
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+if os.environ["OMP_WAIT_POLICY"].strip().lower() == "passive":
+    os.environ.setdefault("GOMP_SPINCOUNT", "0")
+
+from umsynth import _cpu  # noqa: E402 - after the environment above, on purpose
 
 _ENV = "UMSYNTH_NUM_THREADS"
+# More threads than this are refused: no kernel gains from them, and libgomp ends the
+# process (or crashes) when it cannot create them (50000 did, 100000 segfaulted).
+MAX_THREADS = 1024
 _threads: int | None = None
+
+
+def check_threads(n, name: str = "threads") -> int:
+    """``n`` as an int in 1..MAX_THREADS, else a ValueError/TypeError naming `name`."""
+    if isinstance(n, str):
+        try:
+            n = int(n.strip())
+        except ValueError:
+            raise ValueError(f"{name}={n!r} is not an integer") from None
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {n!r}")
+    n = int(n)
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"{name} must be between 1 and {MAX_THREADS}, got {n}")
+    return n
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _runnable_elsewhere() -> float:
+    """Threads runnable now besides this one: /proc/loadavg's count of runnable
+    entities (it includes the reader), else the one-minute load average."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return max(0.0, float(f.read().split()[3].split("/")[0]) - 1.0)
+    except (OSError, IndexError, ValueError):
+        try:
+            return max(0.0, os.getloadavg()[0] - 1.0)
+        except (AttributeError, OSError):
+            return 0.0
+
+
+def _dataloader_workers() -> int:
+    """The number of DataLoader workers when called inside one, else 0 (torch is
+    consulted only if the caller already imported it)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return 0
+    try:
+        info = torch.utils.data.get_worker_info()
+    except AttributeError:
+        return 0
+    return int(info.num_workers) if info is not None else 0
+
+
+def default_threads() -> int:
+    """Threads for a call that names none: OpenMP's default, cut to a fair share.
+
+    Inside a torch DataLoader worker: the cores divided among the workers. Whenever
+    more threads are runnable than there are cores: the cores left free by the others,
+    at least one. Either way a process never takes more than its share while it waits
+    for the others, and alone it uses every core.
+    """
+    n = min(int(_cpu.max_threads()), MAX_THREADS)
+    cores = usable_cores()
+    workers = _dataloader_workers()
+    if workers > 0:
+        n = min(n, max(1, cores // workers))
+    busy = _runnable_elsewhere()
+    if busy + n > cores:
+        n = min(n, max(1, int(cores - busy)))
+    return max(1, n)
 
 
 def set_num_threads(n: int | None) -> None:
     """Cap the threads the C++ kernels use (None: back to the default).
 
     The default is the ``UMSYNTH_NUM_THREADS`` environment variable, else the OpenMP
-    default (all cores). A ``threads=`` argument on a call overrides both.
+    default (all cores), cut to a fair share under contention (:func:`default_threads`).
+    A ``threads=`` argument on a call overrides both. At most ``MAX_THREADS`` (1024).
     """
     global _threads
     if n is not None:
-        n = int(n)
-        if n < 1:
-            raise ValueError(f"threads must be >= 1, got {n}")
+        n = check_threads(n, "set_num_threads(n)")
     _threads = n
 
 
@@ -32,22 +116,19 @@ def get_num_threads() -> int:
 
 
 def resolve_threads(threads: int | None) -> int:
-    """Resolve a ``threads=`` argument against the global cap and the environment."""
-    if threads is None:
-        threads = _threads
-    if threads is None:
-        env = os.environ.get(_ENV, "").strip()
-        if env:
-            try:
-                threads = int(env)
-            except ValueError:
-                raise ValueError(f"{_ENV}={env!r} is not an integer") from None
-    if threads is None:
-        return int(_cpu.max_threads())
-    threads = int(threads)
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    return threads
+    """Resolve a ``threads=`` argument against the global cap and the environment.
+
+    An explicit count (argument, :func:`set_num_threads`, ``UMSYNTH_NUM_THREADS``) is
+    used as given, within 1..MAX_THREADS; otherwise :func:`default_threads`.
+    """
+    if threads is not None:
+        return check_threads(threads)
+    if _threads is not None:
+        return _threads
+    env = os.environ.get(_ENV, "").strip()
+    if env:
+        return check_threads(env, _ENV)
+    return default_threads()
 
 
 def cuda_status() -> tuple[bool, str]:

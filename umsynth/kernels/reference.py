@@ -94,11 +94,19 @@ def lstar_unit(v: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ fast SLIC
 
 
+def _unit_checked(v):
+    """The kernel's unit_checked: into [-1, 2], NaN to 0 (a no-op on valid input)."""
+    return np.clip(np.nan_to_num(v, nan=0.0, posinf=2.0, neginf=-1.0), -1.0, 2.0)
+
+
 def _features(img, mask, intensity):
     vals = img if mask is None else img[mask.astype(bool)]
     lo, hi = float(vals.min()), float(vals.max())
-    inv = 1.0 / (hi - lo) if hi > lo else 0.0
-    unit = (img.astype(np.float64) - lo) * inv
+    with np.errstate(over="ignore", divide="ignore"):
+        inv = 1.0 / (hi - lo) if hi > lo else 0.0
+        if not (np.isfinite(hi - lo) and np.isfinite(inv)):
+            inv = 0.0  # the kernel's rescale_inv: a subnormal or overflowing range
+        unit = _unit_checked((img.astype(np.float64) - lo) * inv)
     if intensity == "lab":
         if img.shape[-1] != 1:
             raise NotImplementedError("the reference covers grey Lab only")
@@ -113,11 +121,13 @@ def _cell_of(coord, start, step, n):
 
 
 def fast_slic_reference(image, grid, weights, cw, max_iter=10, min_size=0, enforce=True,
-                        start_label=1, mask=None, intensity="linear"):
+                        start_label=1, mask=None, intensity="linear", slic_zero=False):
     """Labels of the fast SLIC for one (D, H, W, C) image.
 
     grid: 9 ints (start, step, n per axis z, y, x); weights: (wz, wy, wx); cw: colour
-    weight. Returns (labels (D, H, W) int64, lo, hi).
+    weight; slic_zero: SLICO, each centre's weight is cw / max(1, cw * the largest
+    colour distance of its pixels after any update so far). Returns (labels (D, H, W)
+    int64, lo, hi).
     """
     D, H, W, C = image.shape
     feat, lo, hi = _features(image, mask, intensity)
@@ -152,6 +162,8 @@ def fast_slic_reference(image, grid, weights, cw, max_iter=10, min_size=0, enfor
             alive[k] = True
     w = [f32(v) for v in weights]
     cw = f32(cw)
+    cwk = np.full(K, cw, np.float32)      # per-centre colour weights
+    cmax = np.ones(K, np.float32)         # SLICO: largest cw * colour distance so far
     fz, fy, fx = (a.astype(np.float32) for a in (zz, yy, xx))
     labels = np.full((D, H, W), -2, np.int64)
 
@@ -172,7 +184,7 @@ def fast_slic_reference(image, grid, weights, cw, max_iter=10, min_size=0, enfor
                     for ch in range(C):
                         t = feat[..., ch] - c[..., 3 + ch]
                         colour = colour + t * t
-                    d = (a + w[2] * (dx * dx)) + cw * colour
+                    d = (a + w[2] * (dx * dx)) + cwk[k] * colour
                     win = ok & ((d < best) | ((d == best) & (k < lab)))
                     best = np.where(win, d, best)
                     lab = np.where(win, k, lab)
@@ -193,6 +205,19 @@ def fast_slic_reference(image, grid, weights, cw, max_iter=10, min_size=0, enfor
             centres[k, :3] = [s[k] / dn for s in sums[:3]]
             centres[k, 3:] = [s[k] / dn / FIXED for s in sums[3:]]
 
+    def reweigh(lab):  # SLICO, after an update: the kernel's ColourMax and CentreWeight
+        valid = lab >= 0
+        c = centres[lab[valid]]
+        colour = np.zeros(c.shape[0], np.float32)
+        for ch in range(C):
+            t = feat[..., ch][valid] - c[:, 3 + ch]
+            colour = colour + t * t
+        biggest = np.zeros(K, np.float32)
+        np.maximum.at(biggest, lab[valid], colour)
+        upd = alive.copy()
+        cmax[upd] = np.maximum(cmax[upd], cw * biggest[upd])
+        cwk[upd] = cw / cmax[upd]
+
     for it in range(max_iter):
         new = assign()
         changed = not np.array_equal(new, labels)
@@ -200,6 +225,8 @@ def fast_slic_reference(image, grid, weights, cw, max_iter=10, min_size=0, enfor
         if not changed and it > 0:
             break
         update(labels)
+        if slic_zero:
+            reweigh(labels)
     if max_iter == 0:
         labels = assign()
     if enforce:

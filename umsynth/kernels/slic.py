@@ -63,6 +63,7 @@ class SlicParams:
     min_size: int               # components below this merge into a neighbour
     start_label: int
     um_step: int                # > 0: also write the unsupervised mask
+    slic_zero: bool = False     # SLICO: per-centre adaptive colour weight
 
     def kwargs(self) -> dict:
         """The fields as keyword arguments of the bindings."""
@@ -132,7 +133,7 @@ def features_numpy(sp: SlicInput, intensity: str) -> np.ndarray:
 
 def slic_fast(sp, n_segments, compactness, max_num_iter, enforce, min_size_factor,
               max_size_factor, start_label, intensity, nt, batch=None, um_step=0,
-              want_labels=True):
+              want_labels=True, slic_zero=False):
     """The fast SLIC of `sp` (or of `batch`, (N, D, H, W, C) images sharing sp's mask).
 
     Returns the labels of sp's image, or ``(labels, um)`` for a batch (either None when
@@ -165,13 +166,20 @@ def slic_fast(sp, n_segments, compactness, max_num_iter, enforce, min_size_facto
     params = SlicParams(wz=float(w[0]), wy=float(w[1]), wx=float(w[2]),
                         cw=float((scale / compactness) ** 2), max_iter=int(max_num_iter),
                         enforce_connectivity=bool(enforce),
-                        min_size=int(min_size_factor * region / n_seeds),
-                        start_label=int(start_label), um_step=int(um_step))
+                        min_size=size_limit(min_size_factor * region / n_seeds, region),
+                        start_label=int(start_label), um_step=int(um_step),
+                        slic_zero=bool(slic_zero))
     launch = launch_cpu if sp.ops.kind == "numpy" else launch_cuda
     labels, um = launch(sp, image, grid, n_cells, mode, params, want_labels, nt)
     if batch is None:
         return labels[0]
     return labels, um
+
+
+def size_limit(size: float, region: int) -> int:
+    """int(size), capped at region + 1: any larger limit has the same effect (every
+    piece is below it) and would overflow the kernels' integers."""
+    return int(min(size, region + 1))
 
 
 def launch_cpu(sp, image, grid, n_cells, mode, params, want_labels, nt, gpu_layout=False):
@@ -263,7 +271,7 @@ def mask_centroids(mask3d: np.ndarray, n_centroids: int, multichannel: bool):
 
 
 def slic_reference(sp, n_segments, compactness, max_num_iter, enforce, min_size_factor,
-                   max_size_factor, start_label, intensity, nt):
+                   max_size_factor, start_label, intensity, nt, slic_zero=False):
     """scikit-image 0.26's slic, step for step, with the loops in C++."""
     from skimage.util import img_as_float
 
@@ -308,12 +316,13 @@ def slic_reference(sp, n_segments, compactness, max_num_iter, enforce, min_size_
     # maskSLIC first moves the seeds with space alone (ignore_color), then runs in full
     for ignore_color in ((True, False) if mask is not None else (False,)):
         run(image=img, mask=mask, segments=segments, step=step, window_steps=windows,
-            max_iter=max_num_iter, spacing=spacing, ignore_color=ignore_color,
+            max_iter=max_num_iter, spacing=spacing, slic_zero=bool(slic_zero),
+            ignore_color=ignore_color,
             start_label=start_label, labels=labels, threads=nt)
     if enforce:
-        size = (int(mask.sum()) if mask is not None else D * H * W) / k
-        labels = _cpu.enforce_connectivity_reference(labels=labels,
-                                                     min_size=int(min_size_factor * size),
-                                                     max_size=int(max_size_factor * size),
-                                                     start_label=start_label)
+        region = int(mask.sum()) if mask is not None else D * H * W
+        size = region / k  # skimage's order of operations
+        labels = _cpu.enforce_connectivity_reference(
+            labels=labels, min_size=size_limit(min_size_factor * size, region),
+            max_size=size_limit(max_size_factor * size, region), start_label=start_label)
     return labels

@@ -1,7 +1,7 @@
 """Typed training configuration: dataclasses, YAML/TOML files, command-line overrides.
 
-A run is described by one :class:`Config` with five sections (``model``, ``loss``,
-``optim``, ``data``, ``train``). Files hold any subset of the fields; the rest keep
+A run is described by one :class:`Config` with six sections (``model``, ``loss``,
+``optim``, ``data``, ``train``, ``checkpoint``). Files hold any subset of the fields; the rest keep
 their defaults. Any field can be overridden as ``section.field=value`` (nested:
 ``model.generator.ngf=8``); values are parsed as YAML scalars and checked against the
 field's type.
@@ -16,8 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["GeneratorConfig", "DiscriminatorConfig", "ModelConfig", "LossConfig", "OptimConfig",
-           "DataConfig", "TrainConfig", "Config", "load_config", "apply_overrides", "config_to_dict",
-           "config_from_dict", "config_fields", "validate"]
+           "DataConfig", "TrainConfig", "CheckpointConfig", "Config", "load_config", "apply_overrides", "config_to_dict",
+           "config_from_dict", "config_fields", "validate", "config_digest", "config_differences",
+           "RUN_CONTROL_FIELDS"]
+
+#: fields that change how a run is watched, where or how fast it runs, or where its data
+#: lie (the data digest covers their content), not what it learns: a checkpoint resumes
+#: across changes of these, and of nothing else
+RUN_CONTROL_FIELDS = frozenset({
+    "train.device", "train.compile", "train.channels_last", "train.max_steps", "train.log_every",
+    "train.sample_every", "train.checkpoint_every", "train.tensorboard", "train.progress",
+    "data.labelled_dir", "data.unlabelled_dir", "data.num_workers", "data.validation_dir",
+    "data.validation_n", "checkpoint.keep_every", "checkpoint.keep_last"})
 
 
 @dataclass
@@ -118,6 +128,10 @@ class DataConfig:
     source : "phantom" (umsynth's chest phantom cohort) or "folder" (``umsynth prepare`` output).
     labelled_dir, unlabelled_dir : folders for source "folder" (unlabelled_dir may be None).
     phantom_n, phantom_size, phantom_seed, labelled_fraction : the phantom cohort.
+    validation_dir : folder of montages (``umsynth prepare`` output or ``<stem>.png``) whose
+        first ``validation_n`` images make the sample grids; None: for the phantom,
+        ``validation_n`` further phantom cases (seed ``phantom_seed + 1``), for folders the
+        first labelled training images. The grids are never trained on.
     """
 
     source: str = "phantom"
@@ -130,6 +144,8 @@ class DataConfig:
     tr: int = 10
     batch_size: int = 1
     num_workers: int = 0
+    validation_dir: typing.Optional[str] = None
+    validation_n: int = 4
 
     def __post_init__(self) -> None:
         _check_section(self, ("data",))
@@ -148,6 +164,11 @@ class TrainConfig:
         every this many epochs.
     steps_per_epoch : None: one pass over the larger of the sets in use.
     max_steps : stop after this many iterations (None: run all epochs).
+    checkpoint_every : write ``checkpoints/last.pt`` every this many steps (0: only at the end).
+    sample_every : write a grid of the validation images every this many steps (0: only at the end).
+    ema : decay of an exponential moving average of the generator's weights, e.g. 0.999
+        (0: none), updated once per iteration. It is saved in the checkpoint, draws the
+        sample grids, and synthesis uses it.
     """
 
     seed: int = 0
@@ -164,20 +185,37 @@ class TrainConfig:
     checkpoint_every: int = 1000
     tensorboard: bool = True
     progress: bool = True
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         _check_section(self, ("train",))
 
 
 @dataclass
+class CheckpointConfig:
+    """Which checkpoints a run keeps besides ``checkpoints/last.pt``.
+
+    keep_every : also keep ``checkpoints/step_NNNNNNN.pt`` every this many steps (0: none).
+    keep_last : of those, keep only the newest this many (None: all).
+    """
+
+    keep_every: int = 5000
+    keep_last: typing.Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _check_section(self, ("checkpoint",))
+
+
+@dataclass
 class Config:
-    """The whole run: model, loss, optim, data and train sections."""
+    """The whole run: model, loss, optim, data, train and checkpoint sections."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
 
 _CHOICES = {
@@ -192,7 +230,8 @@ _NONNEG = {("optim", "niter"), ("optim", "niter_decay"), ("model", "generator", 
            ("model", "generator", "n_blocks"), ("model", "generator", "n_local_enhancers"),
            ("model", "generator", "n_blocks_local"), ("train", "unlabelled_start_epoch"),
            ("data", "num_workers"), ("train", "seed"), ("data", "phantom_seed"),
-           ("train", "sample_every"), ("train", "checkpoint_every")}  # 0: off (checkpoint: only at the end)
+           ("train", "sample_every"), ("train", "checkpoint_every"), ("train", "ema"),
+           ("checkpoint", "keep_every")}  # 0: off (checkpoint: only at the end)
 
 
 def _walk(obj, prefix=()):
@@ -207,6 +246,29 @@ def _walk(obj, prefix=()):
 def config_fields(cfg: Config) -> list[tuple[str, object]]:
     """Every leaf field as ``("section.field", value)``, in declaration order."""
     return [(".".join(k), v) for k, v in _walk(cfg)]
+
+
+def _learning_fields(cfg: Config) -> dict:
+    return {k: v for k, v in config_fields(cfg) if k not in RUN_CONTROL_FIELDS}
+
+
+def config_digest(cfg: Config) -> str:
+    """SHA-256 (16 hex digits) of every field that shapes what a run learns.
+
+    That is the whole configuration except :data:`RUN_CONTROL_FIELDS`; a checkpoint
+    carries it, and a run whose digest differs never resumes from it.
+    """
+    import hashlib
+    import json
+
+    text = json.dumps(_learning_fields(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_differences(old: Config, new: Config) -> list[str]:
+    """``"section.field old -> new"`` for each learning field that differs."""
+    a, b = _learning_fields(old), _learning_fields(new)
+    return [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def _check_value(key: tuple, v) -> None:
@@ -245,6 +307,9 @@ def _check_section(section, path: tuple) -> None:
             raise ValueError("optim.beta1 and optim.beta2 must be < 1")
         if section.niter + section.niter_decay < 1:
             raise ValueError("optim.niter + optim.niter_decay must be >= 1 (the number of epochs)")
+    elif path == ("train",):
+        if not section.ema < 1:
+            raise ValueError(f"train.ema must be in [0, 1), got {section.ema!r}")
 
 
 def validate(cfg: Config) -> Config:

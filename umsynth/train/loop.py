@@ -46,16 +46,19 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from umsynth.files import atomic_write_text, write_png
+from umsynth.progress import progress
 from umsynth.models import (MultiscaleDiscriminator, MultiTaskGenerator, PerceptualLoss, confidence_mask,
                             feature_matching_loss, gan_loss, l1_loss, segmentation_loss)
-from umsynth.train.checkpoint import load_checkpoint, pix2pixhd_lr, rng_state, save_checkpoint, set_rng_state
+from umsynth.train.checkpoint import (LAST, data_digest, find_checkpoint, kept_checkpoints, load_checkpoint,
+                                      pix2pixhd_lr, rng_state, save_checkpoint, set_rng_state, step_name)
 from umsynth.train.conditioning import conditioning_channels, conditioning_input
 from umsynth.runtime import environment, resolve_device
-from umsynth.train.config import Config, config_from_dict, config_to_dict, validate
+from umsynth.train.config import Config, config_differences, config_digest, config_from_dict, config_to_dict, validate
+from umsynth.train.logs import HISTORY_NAME, write_history_csv, write_index_html
 
 __all__ = ["train", "TrainResult", "build_generator", "build_discriminator", "CHECKPOINT_NAME"]
 
-CHECKPOINT_NAME = "last.pt"
+CHECKPOINT_NAME = LAST
 _KEYS = {"um": (torch.float32, 3), "edges": (torch.float32, 3), "ct": (torch.float32, 3),
          "seg": (torch.int64, 2), "has_label": (torch.bool, 0), "index": (torch.int64, 0)}
 
@@ -190,6 +193,13 @@ def _dist_setup(device_name: str):
     return dist.get_world_size(), dist.get_rank(), device, owns
 
 
+def _clear_run(out: Path) -> None:
+    """Remove what an earlier run left in ``out`` (checkpoints, grids, history): a new run starts."""
+    for pattern in ("checkpoints/*.pt", "samples/step_*.png", "history.csv", "index.html"):
+        for p in out.glob(pattern):
+            p.unlink(missing_ok=True)
+
+
 def _write_yaml(path: Path, data: dict) -> None:
     import yaml
 
@@ -231,6 +241,10 @@ class TrainResult:
         Processes of the run (DDP).
     device : str
         The device of this process.
+    ema : MultiTaskGenerator or None
+        The moving average of the generator (``train.ema``), in eval mode.
+    resumed : bool
+        Whether this call continued from a checkpoint.
     """
 
     generator: MultiTaskGenerator
@@ -245,6 +259,8 @@ class TrainResult:
     unlabelled_excluded: int
     world_size: int
     device: str
+    ema: MultiTaskGenerator | None = None
+    resumed: bool = False
 
     def __getitem__(self, key: str):
         """``result["steps"]``: the dict-style access of earlier versions, which returned a dict."""
@@ -259,7 +275,7 @@ class TrainResult:
 class _Run:
     """Everything one training run holds; ``train`` below is its only user."""
 
-    def __init__(self, cfg: Config, labelled, unlabelled, out_dir: Path, progress: bool):
+    def __init__(self, cfg: Config, labelled, unlabelled, out_dir: Path, progress: bool, validation=None):
         self.cfg, self.out = cfg, out_dir
         t = cfg.train
         self.world, self.rank, self.device, self.owns_group = _dist_setup(t.device)
@@ -296,9 +312,22 @@ class _Run:
         self.epochs = o.niter + o.niter_decay
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
         self.history: list[dict] = []
-        n = min(4, len(labelled))
-        self.fixed = torch.utils.data.default_collate([labelled[i] for i in range(n)])
+        self.ema = None
+        if t.ema > 0:
+            self.ema = copy.deepcopy(self.G).requires_grad_(False).eval()
+        # the grid's images: the validation set when there is one (and it can condition the model)
+        usable = validation is not None and len(validation) > 0 and (
+            cfg.model.conditioning == "um" or all(bool(validation[i]["has_label"])
+                                                 for i in range(min(cfg.data.validation_n, len(validation)))))
+        grid_src = validation if usable else labelled
+        n = min(cfg.data.validation_n, len(grid_src))
+        self.fixed = torch.utils.data.default_collate([grid_src[i] for i in range(n)])
+        self.fixed_are = "validation" if usable else "training"
+        self.digests = {"config": config_digest(cfg),
+                        "data": data_digest(labelled, unlabelled if self.use_unlabelled else None)}
         self.writer = None
+        self._saved_at = -1
+        self.resumed = False
 
     def _wrap(self):
         G_run, D_run, D_frozen = self.G, self.D, self.D
@@ -321,9 +350,11 @@ class _Run:
 
     def state(self) -> dict:
         return {
-            "format": 1,
+            "format": 2,
             "config": config_to_dict(self.cfg),
+            "digests": dict(self.digests),
             "generator": self.G.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
             "discriminator": self.D.state_dict() if self.gan else {},
             "snapshot": self.snapshot.state_dict() if self.snapshot is not None else {},
             "opt_G": self.opt_G.state_dict(),
@@ -337,10 +368,26 @@ class _Run:
             "world_size": self.world,
         }
 
+    def mismatch(self, st: dict) -> str | None:
+        """Why this run must not resume from checkpoint ``st`` (None: it may)."""
+        digests = st.get("digests") or {}
+        if not digests:
+            return "the checkpoint carries no configuration and data digests (written by an older umsynth)"
+        if digests.get("config") != self.digests["config"]:
+            try:
+                changed = config_differences(config_from_dict(st["config"]), self.cfg)
+            except (ValueError, TypeError):
+                changed = []
+            what = f": {'; '.join(changed[:6])}" if changed else ""
+            return f"the checkpoint was trained with another configuration{what}"
+        if digests.get("data") != self.digests["data"]:
+            return "the checkpoint was trained on other data (the training data digest differs)"
+        return None
+
     def load(self, st: dict) -> None:
-        saved = config_from_dict(st["config"])
-        if config_to_dict(saved.model) != config_to_dict(self.cfg.model):
-            raise ValueError("the checkpoint's model section differs from this config's; resume with the same model")
+        reason = self.mismatch(st)
+        if reason:
+            raise ValueError(f"cannot resume: {reason}; start a new run (another folder, or without resume)")
         if int(st.get("world_size", 1)) != self.world:
             raise ValueError(f"the checkpoint was written by {st.get('world_size')} process(es), this run has "
                              f"{self.world}: the data order could not continue exactly")
@@ -354,6 +401,8 @@ class _Run:
         if st["snapshot"]:
             self._refresh_snapshot()
             self.snapshot.load_state_dict(st["snapshot"])
+        if self.ema is not None:
+            self.ema.load_state_dict(st["ema"])
         self.epoch, self.step_in_epoch, self.step = int(st["epoch"]), int(st["step_in_epoch"]), int(st["step"])
         self.lab.load(st["streams"]["labelled"])
         if self.unl is not None and st["streams"]["unlabelled"]:
@@ -361,10 +410,34 @@ class _Run:
         self.history = list(st["history"])
         set_rng_state(st["rng"])
 
+    def init_from(self, st: dict) -> None:
+        """Fine-tuning: the networks' weights from ``st``; optimisers, counters and data order start anew."""
+        saved = config_from_dict(st["config"])
+        if config_to_dict(saved.model) != config_to_dict(self.cfg.model):
+            raise ValueError("the checkpoint's model section differs from this config's: its weights do not fit")
+        self.G.load_state_dict(st["generator"])
+        if self.gan and st.get("discriminator"):
+            self.D.load_state_dict(st["discriminator"])
+        if self.ema is not None:
+            self.ema.load_state_dict(st.get("ema") or st["generator"])
+
     def save(self) -> Path | None:
+        """Write last.pt (and a kept step_*.pt on ``checkpoint.keep_every`` steps), history.csv."""
         if not self.main:
             return None
-        return save_checkpoint(self.state(), self.out / "checkpoints" / CHECKPOINT_NAME)
+        folder = self.out / "checkpoints"
+        last = folder / CHECKPOINT_NAME
+        if self._saved_at == self.step and last.exists():
+            return last
+        c = self.cfg.checkpoint
+        keep = [folder / step_name(self.step)] if c.keep_every and self.step and self.step % c.keep_every == 0 else []
+        save_checkpoint(self.state(), last, *keep)
+        if c.keep_last is not None:
+            for old in kept_checkpoints(self.out)[:-c.keep_last]:
+                old.unlink(missing_ok=True)
+        write_history_csv(self.out / HISTORY_NAME, self.history)
+        self._saved_at = self.step
+        return last
 
     # ------------------------------------------------------------------ one phase
 
@@ -375,14 +448,24 @@ class _Run:
             self.snapshot.load_state_dict(self.G.state_dict())
         self.snapshot.eval()
 
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.cfg.train.ema
+        for avg, cur in zip(self.ema.parameters(), self.G.parameters()):
+            avg.lerp_(cur.detach(), 1.0 - decay)
+        for avg, cur in zip(self.ema.buffers(), self.G.buffers()):
+            avg.copy_(cur)
+
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
 
     def _prepare(self, batch: dict):
         m = self.cfg.model
         cond = conditioning_input(batch, m.conditioning, m.n_classes, m.use_edges)
-        cond = cond.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        real = batch["ct"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        # the networks' dtype: float32, or float64 when built under torch.set_default_dtype(float64)
+        dtype = next(self.G.parameters()).dtype
+        cond = cond.to(self.device, dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
+        real = batch["ct"].to(self.device, dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
         return cond, real
 
     def _phase(self, batch: dict, labelled: bool) -> dict:
@@ -454,13 +537,17 @@ class _Run:
     # ------------------------------------------------------------------ logging
 
     def _samples(self) -> None:
-        """Write the fixed batch's grid (UM | real | synthetic | real seg | synthetic seg)."""
-        was = self.G.training
-        self.G.eval()
+        """Write the fixed images' grid (UM | real | synthetic | real seg | synthetic seg) and index.html.
+
+        The EMA generator draws it when there is one (it is what synthesis uses).
+        """
+        net = self.ema if self.ema is not None else self.G
+        was = net.training
+        net.eval()
         with torch.no_grad(), self._autocast():
             cond, real = self._prepare(self.fixed)
-            fake, logits = self.G(cond)
-        self.G.train(was)
+            fake, logits = net(cond)
+        net.train(was)
         k = self.cfg.model.n_classes - 1
         first = self.fixed["um"][:, 0] if self.cfg.model.conditioning == "um" else self.fixed["seg"].float() / k * 2 - 1
         cols = [first, real[:, 0].cpu(), fake[:, 0].float().cpu(),
@@ -472,28 +559,42 @@ class _Run:
         write_png(d / f"step_{self.step:07d}.png", grid)
         if self.writer is not None:
             self.writer.add_image("samples/um_real_fake_seg_fakeseg", grid, self.step, dataformats="HW")
+        self._index()
+
+    def _index(self) -> None:
+        samples = sorted((int(p.stem[5:]), f"samples/{p.name}") for p in (self.out / "samples").glob("step_*.png")
+                         if p.stem[5:].isdigit())
+        ckpts = [f"checkpoints/{p.name}" for p in kept_checkpoints(self.out)]
+        if (self.out / "checkpoints" / CHECKPOINT_NAME).exists():
+            ckpts.append(f"checkpoints/{CHECKPOINT_NAME}")
+        first = "UM" if self.cfg.model.conditioning == "um" else "mask"
+        caption = (f"{len(self.fixed['ct'])} {self.fixed_are} images, one per row; columns: {first} | real CT | "
+                   f"synthetic CT{' (EMA generator)' if self.ema is not None else ''} | real segmentation | "
+                   "synthetic segmentation")
+        write_index_html(self.out, samples, ckpts, title=f"umsynth training run {self.out.name}", caption=caption,
+                         last=self.history[-1] if self.history else None)
 
     def _open_writer(self) -> None:
         if not (self.main and self.cfg.train.tensorboard):
             return
         try:
             from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
+        except ImportError:  # tensorboard is optional: say so once, history.csv has the losses
+            print(f"umsynth train: tensorboard is not installed: losses are in {self.out / HISTORY_NAME} only "
+                  '(pip install "umsynth[logging]" for TensorBoard)', file=sys.stderr)
             return
         self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step)
 
     # ------------------------------------------------------------------ loop
 
     def run(self) -> "TrainResult":
-        from tqdm import tqdm
-
         t, o = self.cfg.train, self.cfg.optim
         total = self.epochs * self.steps_per_epoch
         if t.max_steps is not None:
             total = min(total, t.max_steps)
         self._open_writer()
-        bar = tqdm(total=total, initial=min(self.step, total), desc="train", unit="it", disable=not self.progress,
-                   file=sys.stderr, dynamic_ncols=True)
+        bar = progress(total=total, initial=min(self.step, total), desc="train", unit="it",
+                       disable=not self.progress)
         t0, start_step = time.perf_counter(), self.step
         done = False
         while self.epoch < self.epochs and not done:
@@ -512,6 +613,8 @@ class _Run:
                 losses = self._phase(self.lab.next(), labelled=True)
                 if semi:
                     losses.update(self._phase(self.unl.next(), labelled=False))
+                if self.ema is not None:  # once per iteration, after both phases
+                    self._update_ema()
                 self.step += 1
                 self.step_in_epoch += 1
                 for k, v in losses.items():
@@ -521,7 +624,8 @@ class _Run:
                 self.history.append({"step": self.step, "epoch": self.epoch, "lr": lr, **losses})
                 bar.update(1)
                 self._log(losses, bar)
-                if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+                keep = self.cfg.checkpoint.keep_every
+                if (t.checkpoint_every and self.step % t.checkpoint_every == 0) or (keep and self.step % keep == 0):
                     self.save()
             else:
                 self.epoch += 1
@@ -529,14 +633,15 @@ class _Run:
         bar.close()
         elapsed = time.perf_counter() - t0
         path = self.save()
-        if self.main and (t.sample_every or self.writer is not None):
-            self._samples()
+        if self.main:
+            self._samples()  # the last grid and index.html, also with sample_every 0
         if self.writer is not None:
             self.writer.close()
         return TrainResult(generator=self.G, discriminator=self.D, history=self.history, steps=self.step,
                            steps_run=self.step - start_step, epochs_done=self.epoch,
                            checkpoint=Path(path) if path else None, out_dir=self.out, seconds=elapsed,
-                           unlabelled_excluded=self.excluded, world_size=self.world, device=str(self.device))
+                           unlabelled_excluded=self.excluded, world_size=self.world, device=str(self.device),
+                           ema=self.ema, resumed=self.resumed)
 
     def _log(self, losses: dict, bar) -> None:
         t = self.cfg.train
@@ -553,7 +658,8 @@ class _Run:
 
 def train(config: Config, labelled: Dataset, unlabelled: Dataset | None = None,
           out_dir: str | os.PathLike = "runs/umsynth", *, resume: bool | str | os.PathLike = False,
-          progress: bool | None = None) -> TrainResult:
+          progress: bool | None = None, validation: Dataset | None = None,
+          init_from: str | os.PathLike | None = None) -> TrainResult:
     """Train the multi-task generator semi-supervised (method.md §4).
 
     Parameters
@@ -568,11 +674,29 @@ def train(config: Config, labelled: Dataset, unlabelled: Dataset | None = None,
         (when both come from the same source). Ignored (excluded) in "mask" mode.
     out_dir : path-like
         Receives ``config.yaml`` (the resolved config), ``versions.yaml``,
-        ``checkpoints/last.pt``, ``samples/*.png`` and ``tensorboard/``.
-    resume : bool or path-like
-        True: continue from ``out_dir/checkpoints/last.pt``; a path: from that file.
+        ``checkpoints/last.pt`` (and ``step_NNNNNNN.pt`` every ``checkpoint.keep_every``
+        steps, the newest ``checkpoint.keep_last`` of them), ``history.csv`` (step, epoch,
+        lr and every loss), ``samples/step_NNNNNNN.png`` (a grid of the validation images
+        every ``train.sample_every`` steps and at the end), ``index.html`` (links to all of
+        them) and, when TensorBoard is installed and ``train.tensorboard`` is on,
+        ``tensorboard/``. A run that does not resume first removes the checkpoints, grids
+        and history of an earlier run in this folder.
+    resume : bool, "auto" or path-like
+        Continue exactly where a checkpoint stopped. True: from ``out_dir/checkpoints/last.pt``;
+        a path or a checkpoint name of this run ("step_0005000", "5000"): from that one.
+        "auto": from last.pt when it exists and fits this run, else start anew (saying why).
+        A checkpoint fits when its configuration digest (every field but
+        :data:`~umsynth.train.config.RUN_CONTROL_FIELDS`) and training data digest equal this
+        run's; otherwise True or a path raise ValueError.
     progress : bool or None
-        Show the tqdm bar (None: ``config.train.progress``).
+        Show the progress bar (None: ``config.train.progress``).
+    validation : Dataset, optional
+        Images for the sample grids (the first ``data.validation_n``), never trained on.
+        None: the first labelled training images.
+    init_from : path-like or str, optional
+        Fine-tuning: start from this checkpoint's weights (a file, a run folder, or a name in
+        ``out_dir``) with new optimisers at step 0. The model section must match. Ignored when
+        the run resumes.
 
     Returns
     -------
@@ -590,11 +714,33 @@ def train(config: Config, labelled: Dataset, unlabelled: Dataset | None = None,
                              f"vs {tuple(unlabelled[0]['ct'].shape)}")
         _check_disjoint(labelled, unlabelled)
     out = Path(out_dir)
-    run = _Run(cfg, labelled, unlabelled, out, cfg.train.progress if progress is None else bool(progress))
+    auto = isinstance(resume, str) and resume == "auto"
+    if init_from is not None and resume and not auto:
+        raise ValueError("give resume or init_from (fine-tuning), not both")
+    run = _Run(cfg, labelled, unlabelled, out, cfg.train.progress if progress is None else bool(progress),
+               validation)
     try:
-        if resume:
-            path = out / "checkpoints" / CHECKPOINT_NAME if resume is True else Path(resume)
-            run.load(load_checkpoint(path, map_location=run.device))
+        state = None
+        if auto:
+            last = out / "checkpoints" / CHECKPOINT_NAME
+            if last.is_file():
+                state = load_checkpoint(last, map_location=run.device)
+                reason = run.mismatch(state)
+                if reason:
+                    state = None
+                    if run.main:
+                        print(f"umsynth train: not resuming from {last}: {reason}; starting anew", file=sys.stderr)
+        elif resume:
+            path = out / "checkpoints" / CHECKPOINT_NAME if resume is True else find_checkpoint(resume, out)
+            state = load_checkpoint(path, map_location=run.device)
+        if state is not None:
+            run.load(state)
+            run.resumed = True
+        else:
+            if init_from is not None:
+                run.init_from(load_checkpoint(find_checkpoint(init_from, out), map_location=run.device))
+            if run.main:
+                _clear_run(out)
         if run.main:
             out.mkdir(parents=True, exist_ok=True)
             _write_yaml(out / "config.yaml", config_to_dict(cfg))

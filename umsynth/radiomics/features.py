@@ -1,0 +1,626 @@
+"""Radiomics features of a batch of 2D images, with pyradiomics' names and definitions.
+
+The texture matrices are counted in C++ (umsynth.kernels.radiomics, one image per thread);
+this module validates, prepares and filters the images and evaluates every feature
+formula on the sparse matrices of the whole batch at once (segment sums with
+``numpy.bincount``), so the cost grows with the matrices' entries, not with Python loops.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from umsynth.kernels.arrays import check_finite, to_numpy
+from umsynth.kernels.config import resolve_threads
+from umsynth.kernels import radiomics as kernels
+from umsynth.radiomics import filters as flt
+
+EPS = float(np.spacing(1))  # pyradiomics' epsilon inside logarithms and divisions
+
+FIRSTORDER = ("10Percentile", "90Percentile", "Energy", "Entropy", "InterquartileRange", "Kurtosis",
+              "Maximum", "Mean", "MeanAbsoluteDeviation", "Median", "Minimum", "Range",
+              "RobustMeanAbsoluteDeviation", "RootMeanSquared", "Skewness", "TotalEnergy",
+              "Uniformity", "Variance")
+GLCM = ("Autocorrelation", "ClusterProminence", "ClusterShade", "ClusterTendency", "Contrast",
+        "Correlation", "DifferenceAverage", "DifferenceEntropy", "DifferenceVariance", "Id", "Idm",
+        "Idmn", "Idn", "Imc1", "Imc2", "InverseVariance", "JointAverage", "JointEnergy",
+        "JointEntropy", "MCC", "MaximumProbability", "SumAverage", "SumEntropy", "SumSquares")
+# GLRLM, GLSZM and GLDM share one set of formulas on a (gray level, length) matrix: the
+# generic quantity -> the class's own feature name.
+_LENGTH_NAMES = {
+    "glrlm": {"short": "ShortRunEmphasis", "long": "LongRunEmphasis",
+              "gln": "GrayLevelNonUniformity", "glnn": "GrayLevelNonUniformityNormalized",
+              "ln": "RunLengthNonUniformity", "lnn": "RunLengthNonUniformityNormalized",
+              "percentage": "RunPercentage", "glv": "GrayLevelVariance", "lv": "RunVariance",
+              "entropy": "RunEntropy", "lgle": "LowGrayLevelRunEmphasis",
+              "hgle": "HighGrayLevelRunEmphasis", "slgle": "ShortRunLowGrayLevelEmphasis",
+              "shgle": "ShortRunHighGrayLevelEmphasis", "llgle": "LongRunLowGrayLevelEmphasis",
+              "lhgle": "LongRunHighGrayLevelEmphasis"},
+    "glszm": {"short": "SmallAreaEmphasis", "long": "LargeAreaEmphasis",
+              "gln": "GrayLevelNonUniformity", "glnn": "GrayLevelNonUniformityNormalized",
+              "ln": "SizeZoneNonUniformity", "lnn": "SizeZoneNonUniformityNormalized",
+              "percentage": "ZonePercentage", "glv": "GrayLevelVariance", "lv": "ZoneVariance",
+              "entropy": "ZoneEntropy", "lgle": "LowGrayLevelZoneEmphasis",
+              "hgle": "HighGrayLevelZoneEmphasis", "slgle": "SmallAreaLowGrayLevelEmphasis",
+              "shgle": "SmallAreaHighGrayLevelEmphasis", "llgle": "LargeAreaLowGrayLevelEmphasis",
+              "lhgle": "LargeAreaHighGrayLevelEmphasis"},
+    "gldm": {"short": "SmallDependenceEmphasis", "long": "LargeDependenceEmphasis",
+             "gln": "GrayLevelNonUniformity", "ln": "DependenceNonUniformity",
+             "lnn": "DependenceNonUniformityNormalized", "glv": "GrayLevelVariance",
+             "lv": "DependenceVariance", "entropy": "DependenceEntropy",
+             "lgle": "LowGrayLevelEmphasis", "hgle": "HighGrayLevelEmphasis",
+             "slgle": "SmallDependenceLowGrayLevelEmphasis",
+             "shgle": "SmallDependenceHighGrayLevelEmphasis",
+             "llgle": "LargeDependenceLowGrayLevelEmphasis",
+             "lhgle": "LargeDependenceHighGrayLevelEmphasis"},
+}
+NGTDM = ("Busyness", "Coarseness", "Complexity", "Contrast", "Strength")
+FEATURES = {
+    "firstorder": FIRSTORDER,
+    "glcm": GLCM,
+    "glrlm": tuple(sorted(_LENGTH_NAMES["glrlm"].values())),
+    "glszm": tuple(sorted(_LENGTH_NAMES["glszm"].values())),
+    "gldm": tuple(sorted(_LENGTH_NAMES["gldm"].values())),
+    "ngtdm": NGTDM,
+}
+"""Feature class -> pyradiomics' enabled-by-default features, in pyradiomics' (sorted) order."""
+CLASSES = tuple(FEATURES)
+FILTERS = ("original", "log", "wavelet")
+
+
+# ---------------------------------------------------------------------------- segment sums
+
+def _segsum(seg: np.ndarray, w: np.ndarray, S: int) -> np.ndarray:
+    return np.bincount(seg, weights=w, minlength=S)
+
+
+def _dense(seg: np.ndarray, k: np.ndarray, w: np.ndarray, S: int, K: int) -> np.ndarray:
+    """(S, K) array of the sums of w by (segment, integer k)."""
+    return np.bincount(seg * K + k, weights=w, minlength=S * K).reshape(S, K)
+
+
+def _entropy_rows(p: np.ndarray) -> np.ndarray:
+    return -(p * np.log2(p + EPS)).sum(axis=1)
+
+
+def _angle_mean(values: np.ndarray, valid: np.ndarray, N: int) -> np.ndarray:
+    """Mean over the angles that hold pairs (pyradiomics drops empty angles); NaN if none."""
+    v = np.where(valid, values, 0.0).reshape(N, -1)
+    k = valid.reshape(N, -1).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(k > 0, v.sum(axis=1) / np.maximum(k, 1), np.nan)
+
+
+# ---------------------------------------------------------------------------- first order
+
+def _firstorder(values: np.ndarray, roi: np.ndarray | None, q: np.ndarray, shift: float,
+                pixel_area: float, wanted: Sequence[str]) -> dict[str, np.ndarray]:
+    N = values.shape[0]
+    if roi is None:
+        rows = [values.reshape(N, -1)]
+        groups = [np.arange(N)]
+    else:
+        # images with the same ROI size share one (n, pixels) array
+        counts = roi.reshape(N, -1).sum(axis=1)
+        rows, groups = [], []
+        for c in np.unique(counts):
+            idx = np.flatnonzero(counts == c)
+            rows.append(np.stack([values[n][roi[n]] for n in idx]))
+            groups.append(idx)
+    out = {name: np.empty(N) for name in wanted}
+    dot = lambda a, b: np.einsum("ij,ij->i", a, b)  # row sums of products, no temporaries
+    for x, idx in zip(rows, groups):
+        x = np.asarray(x, dtype=np.float64)
+        n = x.shape[1]
+        mean = x.mean(axis=1)
+        d = x - mean[:, None]
+        d2 = d * d
+        m2 = d2.sum(axis=1) / n
+        pct = np.percentile(x, [10, 25, 50, 75, 90], axis=1)
+        sx = x + shift
+        shifted2 = dot(sx, sx)
+        del sx
+        r = {
+            "10Percentile": pct[0], "90Percentile": pct[4], "Median": pct[2],
+            "InterquartileRange": pct[3] - pct[1], "Minimum": x.min(axis=1), "Maximum": x.max(axis=1),
+            "Mean": mean, "Variance": m2, "Energy": shifted2, "TotalEnergy": shifted2 * pixel_area,
+            "RootMeanSquared": np.sqrt(shifted2 / n),
+        }
+        r["Range"] = r["Maximum"] - r["Minimum"]
+        safe = np.where(m2 == 0, 1.0, m2)  # a constant ROI: skewness and kurtosis 0
+        r["Skewness"] = dot(d2, d) / n / safe ** 1.5
+        r["Kurtosis"] = dot(d2, d2) / n / safe ** 2
+        np.abs(d, out=d)
+        r["MeanAbsoluteDeviation"] = d.sum(axis=1) / n
+        inside = (x >= pct[0][:, None]) & (x <= pct[4][:, None])
+        k = inside.sum(axis=1)
+        rmean = np.sum(x, axis=1, where=inside) / k
+        np.subtract(x, rmean[:, None], out=d)
+        np.abs(d, out=d)
+        r["RobustMeanAbsoluteDeviation"] = np.sum(d, axis=1, where=inside) / k
+        for name in wanted:
+            if name in r:
+                out[name][idx] = r[name]
+    if "Entropy" in wanted or "Uniformity" in wanted:
+        qq = q.reshape(N, -1)
+        K = int(qq.max()) + 1
+        codes = (qq + (np.arange(N, dtype=np.int64) * K)[:, None]).ravel()
+        hist = np.bincount(codes, minlength=N * K).reshape(N, K)[:, 1:]  # bin 0: outside the ROI
+        p = hist / hist.sum(axis=1, keepdims=True)
+        if "Entropy" in wanted:
+            out["Entropy"] = _entropy_rows(p)
+        if "Uniformity" in wanted:
+            out["Uniformity"] = (p * p).sum(axis=1)
+    return out
+
+
+# ---------------------------------------------------------------------------- GLCM
+
+def _glcm(coo: kernels.Coo, N: int, ng: np.ndarray, wanted: Sequence[str]) -> dict[str, np.ndarray]:
+    """GLCM features. The matrices are symmetric, so p_y = p_x and u_y = u_x; most features
+    are sums over the marginals p_x, p_{x+y} and p_{x-y} (a few entries per gray level),
+    only the entropies, energy and maximum need the joint entries."""
+    S = N * 4
+    seg = coo.seg
+    tot = _segsum(seg, coo.v, S)
+    valid = tot > 0
+    p = coo.v / tot[seg]
+    K = int(max(coo.a.max(initial=0), coo.b.max(initial=0))) + 1
+    r: dict[str, np.ndarray] = {}
+
+    def put(name, value):
+        if name in wanted:
+            r[name] = value
+
+    px = _dense(seg, coo.a.astype(np.int64), p, S, K)
+    pdiff = _dense(seg, np.abs(coo.a - coo.b).astype(np.int64), p, S, K)  # p_{x-y}(k)
+    psum = _dense(seg, (coo.a + coo.b).astype(np.int64), p, S, 2 * K)  # p_{x+y}(k)
+    kvals = np.arange(K, dtype=np.float64)
+    svals = np.arange(2 * K, dtype=np.float64)
+    ux = px @ kvals
+    dmean = pdiff @ kvals
+    contrast = pdiff @ kvals ** 2
+    # sum i j p = (sum (i + j)^2 p - sum (i - j)^2 p) / 4
+    autocorrelation = (psum @ svals ** 2 - contrast) / 4
+    var = ((kvals[None, :] - ux[:, None]) ** 2 * px).sum(axis=1)  # sigma_x^2 = sigma_y^2
+    put("Autocorrelation", autocorrelation)
+    put("JointAverage", ux)
+    dev = svals[None, :] - 2 * ux[:, None]  # i + j - u_x - u_y
+    dev2 = dev * dev * psum
+    put("ClusterProminence", (dev2 * dev * dev).sum(axis=1))
+    put("ClusterShade", (dev2 * dev).sum(axis=1))
+    put("ClusterTendency", dev2.sum(axis=1))
+    put("Contrast", contrast)
+    put("Correlation", np.where(var == 0, 1.0, (autocorrelation - ux * ux) / (var + EPS)))
+    put("DifferenceAverage", dmean)
+    put("DifferenceEntropy", _entropy_rows(pdiff))
+    put("DifferenceVariance", ((kvals[None, :] - dmean[:, None]) ** 2 * pdiff).sum(axis=1))
+    put("JointEnergy", _segsum(seg, p * p, S))
+    hxy = -_segsum(seg, p * np.log2(p + EPS), S)
+    put("JointEntropy", hxy)
+    if "Imc1" in wanted or "Imc2" in wanted:
+        hx = _entropy_rows(px)  # = HY
+        if "Imc1" in wanted:
+            hxy1 = -_segsum(seg, p * np.log2(px[seg, coo.a] * px[seg, coo.b] + EPS), S)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r["Imc1"] = np.where(hx != 0, (hxy - hxy1) / np.where(hx != 0, hx, 1.0), 0.0)
+        if "Imc2" in wanted:
+            # HXY2 = -sum_ij px py log2(px py + eps) = HX + HY up to G^2 eps (separable)
+            r["Imc2"] = np.sqrt(np.clip(1 - np.exp(-2 * (2 * hx - hxy)), 0, None))
+    put("Idm", pdiff @ (1 / (1 + kvals ** 2)))
+    put("Id", pdiff @ (1 / (1 + kvals)))
+    ngs = np.repeat(ng.astype(np.float64), 4)
+    if "Idn" in wanted:
+        r["Idn"] = (pdiff / (1 + kvals[None, :] / ngs[:, None])).sum(axis=1)
+    if "Idmn" in wanted:
+        r["Idmn"] = (pdiff / (1 + kvals[None, :] ** 2 / ngs[:, None] ** 2)).sum(axis=1)
+    put("InverseVariance", pdiff[:, 1:] @ (1 / kvals[1:] ** 2))
+    if "MaximumProbability" in wanted:
+        mx = np.zeros(S)
+        starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]]) if seg.size else np.array([], int)
+        if starts.size:
+            mx[seg[starts]] = np.maximum.reduceat(p, starts)
+        r["MaximumProbability"] = mx
+    put("SumAverage", psum @ svals)
+    put("SumEntropy", _entropy_rows(psum))
+    put("SumSquares", var)
+    if "MCC" in wanted:
+        r["MCC"] = _mcc(coo, p, N)
+    return {name: _angle_mean(v, valid, N) for name, v in r.items()}
+
+
+def _mcc(coo: kernels.Coo, p: np.ndarray, N: int) -> np.ndarray:
+    """Maximal correlation coefficient: a dense eigenproblem per image and angle."""
+    out = np.zeros(N * 4)
+    bounds = np.searchsorted(coo.seg, np.arange(N * 4 + 1))
+    for n in range(N):
+        lo, hi = bounds[n * 4], bounds[n * 4 + 4]
+        levels = np.unique(coo.a[lo:hi])
+        G = levels.size
+        for s in range(n * 4, n * 4 + 4):
+            a, b = bounds[s], bounds[s + 1]
+            if a == b:
+                continue
+            if G < 2:
+                out[s] = 1.0
+                continue
+            P = np.zeros((G, G))
+            P[np.searchsorted(levels, coo.a[a:b]), np.searchsorted(levels, coo.b[a:b])] = p[a:b]
+            px, py = P.sum(axis=1), P.sum(axis=0)
+            Q = (P / (px[:, None] * py[None, :] + EPS)) @ P.T
+            ev = np.sort(np.linalg.eigvals(Q))
+            out[s] = np.sqrt(ev[-2]).real
+    return out
+
+
+# ---------------------------------------------------------------------------- GLRLM / GLSZM / GLDM
+
+def _length_matrix(coo: kernels.Coo, S: int, names: dict[str, str], wanted: Sequence[str]
+                   ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The formulas shared by the run-length, size-zone and dependence matrices."""
+    seg, c = coo.seg, coo.v
+    i = coo.a.astype(np.float64)
+    j = coo.b.astype(np.float64)
+    nz = _segsum(seg, c, S)
+    valid = nz > 0
+    nzs = np.where(valid, nz, 1.0)
+    Ki = int(coo.a.max(initial=0)) + 1
+    Kj = int(coo.b.max(initial=0)) + 1
+    pg = _dense(seg, coo.a.astype(np.int64), c, S, Ki)
+    pl = _dense(seg, coo.b.astype(np.int64), c, S, Kj)
+    pn = c / nzs[seg]
+    ui = _segsum(seg, i * pn, S)
+    uj = _segsum(seg, j * pn, S)
+    q = {
+        "short": lambda: _segsum(seg, c / j ** 2, S) / nzs,
+        "long": lambda: _segsum(seg, c * j ** 2, S) / nzs,
+        "gln": lambda: (pg ** 2).sum(axis=1) / nzs,
+        "glnn": lambda: (pg ** 2).sum(axis=1) / nzs ** 2,
+        "ln": lambda: (pl ** 2).sum(axis=1) / nzs,
+        "lnn": lambda: (pl ** 2).sum(axis=1) / nzs ** 2,
+        "percentage": lambda: nz / np.where(valid, _segsum(seg, c * j, S), 1.0),
+        "glv": lambda: _segsum(seg, pn * (i - ui[seg]) ** 2, S),
+        "lv": lambda: _segsum(seg, pn * (j - uj[seg]) ** 2, S),
+        "entropy": lambda: -_segsum(seg, pn * np.log2(pn + EPS), S),
+        "lgle": lambda: _segsum(seg, c / i ** 2, S) / nzs,
+        "hgle": lambda: _segsum(seg, c * i ** 2, S) / nzs,
+        "slgle": lambda: _segsum(seg, c / (i ** 2 * j ** 2), S) / nzs,
+        "shgle": lambda: _segsum(seg, c * i ** 2 / j ** 2, S) / nzs,
+        "llgle": lambda: _segsum(seg, c * j ** 2 / i ** 2, S) / nzs,
+        "lhgle": lambda: _segsum(seg, c * i ** 2 * j ** 2, S) / nzs,
+    }
+    return {name: q[key]() for key, name in names.items() if name in wanted}, valid
+
+
+# ---------------------------------------------------------------------------- NGTDM
+
+def _ngtdm(coo: kernels.Coo, N: int, wanted: Sequence[str], chunk: int = 64) -> dict[str, np.ndarray]:
+    seg = coo.seg
+    i = coo.a.astype(np.float64)
+    n_i = coo.b.astype(np.float64)
+    s = coo.v
+    nvp = _segsum(seg, n_i, N)
+    p = n_i / nvp[seg]
+    ngp = np.bincount(seg, minlength=N).astype(np.float64)
+    ps = _segsum(seg, p * s, N)
+    sum_s = _segsum(seg, s, N)
+    r: dict[str, np.ndarray] = {}
+    if "Coarseness" in wanted:
+        r["Coarseness"] = np.where(ps != 0, 1 / np.where(ps != 0, ps, 1.0), 1e6)
+    # pairwise sums over the gray levels of each image, on a padded (images, G, G) grid
+    bounds = np.searchsorted(seg, np.arange(N + 1))
+    G = int(np.diff(bounds).max(initial=1))
+    chunk = max(1, min(chunk, 2 ** 24 // (G * G)))  # keep a (chunk, G, G) grid near 128 MB
+    pos = np.arange(seg.size) - bounds[seg]
+    contrast_sum = np.zeros(N)
+    absdiff = np.zeros(N)
+    complexity = np.zeros(N)
+    strength = np.zeros(N)
+    for lo in range(0, N, chunk):
+        hi = min(N, lo + chunk)
+        sel = slice(bounds[lo], bounds[hi])
+        P = np.zeros((hi - lo, G)), np.zeros((hi - lo, G)), np.zeros((hi - lo, G))
+        for arr, val in zip(P, (p[sel], i[sel], s[sel])):
+            arr[seg[sel] - lo, pos[sel]] = val
+        pp, ii, ss = P
+        present = pp > 0
+        pair = present[:, :, None] & present[:, None, :]
+        dij = ii[:, :, None] - ii[:, None, :]
+        contrast_sum[lo:hi] = (pp[:, :, None] * pp[:, None, :] * dij ** 2).sum(axis=(1, 2))
+        ip = ii * pp
+        absdiff[lo:hi] = np.where(pair, np.abs(ip[:, :, None] - ip[:, None, :]), 0).sum(axis=(1, 2))
+        psi = pp * ss
+        div = pp[:, :, None] + pp[:, None, :]
+        num = np.where(pair, psi[:, :, None] + psi[:, None, :], 0)
+        complexity[lo:hi] = (np.abs(dij) * num / np.where(div == 0, 1, div)).sum(axis=(1, 2))
+        strength[lo:hi] = np.where(pair, div * dij ** 2, 0).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        div = ngp * (ngp - 1)
+        r["Contrast"] = np.where(div != 0, contrast_sum * sum_s / nvp / np.where(div != 0, div, 1), 0.0)
+        r["Busyness"] = np.where(absdiff != 0, ps / np.where(absdiff != 0, absdiff, 1), 0.0)
+        r["Complexity"] = complexity / nvp
+        r["Strength"] = np.where(sum_s != 0, strength / np.where(sum_s != 0, sum_s, 1), 0.0)
+    return {k: v for k, v in r.items() if k in wanted}
+
+
+# ---------------------------------------------------------------------------- driver
+
+def _as_batch(x: Any, name: str) -> np.ndarray:
+    arr, _ = to_numpy(x, name)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"{name} must be one 2D image (H, W) or a batch (N, H, W), got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _check_classes(classes: Iterable[str] | dict) -> dict[str, tuple[str, ...]]:
+    if isinstance(classes, str):
+        classes = (classes,)
+    out = {}
+    items = classes.items() if isinstance(classes, dict) else ((c, None) for c in classes)
+    for cls, names in items:
+        if cls not in FEATURES:
+            raise ValueError(f"classes: unknown feature class {cls!r}; choose from {CLASSES}")
+        names = FEATURES[cls] if names is None else tuple(names)
+        bad = [n for n in names if n not in FEATURES[cls]]
+        if bad:
+            raise ValueError(f"classes: {cls} has no feature {bad[0]!r}; it has {FEATURES[cls]}")
+        out[cls] = names
+    if not out:
+        raise ValueError("classes: choose at least one feature class")
+    return out
+
+
+def _image_types(filters: Sequence[str], log_sigma: Sequence[float]) -> list[str]:
+    if isinstance(filters, str):
+        filters = (filters,)
+    types = []
+    for f in filters:
+        if f not in FILTERS:
+            raise ValueError(f"filters: unknown filter {f!r}; choose from {FILTERS}")
+        if f == "original":
+            types.append("original")
+        elif f == "log":
+            if not len(log_sigma):
+                raise ValueError("filters: 'log' needs at least one log_sigma")
+            types += [flt.log_name(s) for s in log_sigma]
+        else:
+            types += [f"wavelet-{b}" for b in flt.WAVELET_BANDS]
+    return types
+
+
+def feature_names(filters: Sequence[str] = ("original",), classes: Iterable[str] | dict = CLASSES,
+                  log_sigma: Sequence[float] = ()) -> list[str]:
+    """The names :func:`features` returns for these settings, in its (fixed) column order.
+
+    Parameters
+    ----------
+    filters, classes, log_sigma
+        As in :func:`features`.
+
+    Returns
+    -------
+    list of str
+        ``{image type}_{class}_{feature}``, e.g. ``original_glcm_Contrast``.
+    """
+    cls = _check_classes(classes)
+    return [f"{t}_{c}_{n}" for t in _image_types(filters, log_sigma) for c, names in cls.items() for n in names]
+
+
+def features(images: Any, masks: Any = None, *, filters: Sequence[str] = ("original",),
+             classes: Iterable[str] | dict = CLASSES, bin_width: float = 25.0,
+             voxel_array_shift: float = 0.0, normalize: bool = False, normalize_scale: float = 1.0,
+             spacing: tuple[float, float] = (1.0, 1.0), resampled_spacing: tuple[float, float] | None = None,
+             log_sigma: Sequence[float] = (), wavelet: str = "coif1", gldm_alpha: int = 0,
+             threads: int | None = None) -> dict[str, np.ndarray]:
+    """Radiomics features of a batch of 2D images, as pyradiomics computes them (force2D).
+
+    Parameters
+    ----------
+    images : array_like, shape (N, H, W) or (H, W)
+        numpy array or CPU torch tensor, in HU or grey values (any real dtype).
+    masks : array_like, optional
+        Region of interest of each image, the images' shape (non-zero = inside); a single
+        (H, W) mask is shared by the batch. Default: the whole image.
+    filters : sequence of {"original", "log", "wavelet"}, optional
+        Image types: the image itself, the Laplacian of Gaussian at each ``log_sigma``, and
+        the four 2D wavelet bands (LH, HL, HH, LL). Default: the original only.
+    classes : sequence of str or dict, optional
+        Feature classes (``firstorder``, ``glcm``, ``glrlm``, ``glszm``, ``gldm``,
+        ``ngtdm``), or a dict class -> feature names for a subset. Default: all six with
+        pyradiomics' enabled-by-default features.
+    bin_width : float, optional
+        Fixed bin width of the discretisation (pyradiomics ``binWidth``, default 25).
+    voxel_array_shift : float, optional
+        Added to the values for Energy, TotalEnergy and RootMeanSquared
+        (``voxelArrayShift``, default 0).
+    normalize : bool, optional
+        Normalise each whole image to mean 0 and standard deviation ``normalize_scale``
+        first (pyradiomics ``normalize``/``normalizeScale``; default off).
+    normalize_scale : float, optional
+    spacing : (float, float), optional
+        Pixel spacing (row, column) in mm; default 1 mm.
+    resampled_spacing : (float, float), optional
+        Resample to this spacing in mm (B-spline images, nearest-neighbour masks) before
+        filtering; default none.
+    log_sigma : sequence of float, optional
+        Sigmas in mm of the "log" filter.
+    wavelet : str, optional
+        PyWavelets name of the "wavelet" filter (default ``coif1``).
+    gldm_alpha : int, optional
+        Dependence threshold of the GLDM (pyradiomics ``gldm_a``, default 0).
+    threads : int, optional
+        Threads of the C++ kernels (default: :func:`umsynth.get_num_threads`).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``{image type}_{class}_{feature}`` (pyradiomics' names, e.g.
+        ``original_glcm_Contrast``) -> float64 array of one value per image, in the order of
+        :func:`feature_names`. A texture feature with no pairs in any direction (a
+        one-pixel-thin region) is NaN.
+
+    Raises
+    ------
+    ValueError
+        For NaN or Inf values, a mask of another shape, an empty mask, an image whose region
+        holds one value only, or bad settings (each message names the argument).
+    TypeError
+        For non-numeric input.
+
+    Notes
+    -----
+    Definitions are pyradiomics 3's: fixed-bin-width discretisation anchored at the ROI
+    minimum, gray levels as the bin numbers, the four in-plane directions at distance 1
+    (symmetric GLCM, features averaged over the directions), 8-connected zones and
+    8-neighbourhoods. Known differences, feature by feature: GLCM Imc2 uses
+    HXY2 = HX + HY (exact up to G^2 machine epsilons) and is 0 rather than NaN where
+    rounding makes HXY2 < HXY; the LoG filter is scipy's sampled Gaussian rather than
+    SimpleITK's recursive one; resampling interpolates the whole image (pyradiomics crops to
+    the mask's box plus a margin first, which changes the filters only near that box).
+    """
+    cls = _check_classes(classes)
+    types = _image_types(filters, log_sigma)
+    img = _as_batch(images, "images")
+    check_finite(img, "images")
+    img = np.asarray(img, dtype=np.float64)  # no copy when it is float64 already
+    N, H, W = img.shape
+    if N == 0:
+        raise ValueError("images: the batch is empty")
+    if H * W >= 2 ** 31:
+        raise ValueError(f"images: {H} x {W} is more than 2^31 pixels per image")
+    roi = None
+    if masks is not None:
+        m = _as_batch(masks, "masks")
+        if m.shape[0] == 1 and N > 1:
+            m = np.broadcast_to(m, img.shape)
+        if m.shape != img.shape:
+            raise ValueError(f"masks must have the images' shape {img.shape}, got {m.shape}")
+        roi = np.ascontiguousarray(m != 0)
+        empty = np.flatnonzero(~roi.reshape(N, -1).any(axis=1))
+        if empty.size:
+            raise ValueError(f"masks: the mask of image {int(empty[0])} is empty")
+    if not bin_width > 0:
+        raise ValueError(f"bin_width must be > 0, got {bin_width}")
+    spacing = _pair(spacing, "spacing")
+    _check_constant(img, roi, "images")
+    if normalize:
+        if not normalize_scale > 0:
+            raise ValueError(f"normalize_scale must be > 0, got {normalize_scale}")
+        img = flt.normalize(img, float(normalize_scale))
+    if resampled_spacing is not None:
+        new = _pair(resampled_spacing, "resampled_spacing")
+        img, roi = flt.resample(img, roi, spacing, new)
+        spacing = new
+        if roi is not None:
+            empty = np.flatnonzero(~roi.reshape(N, -1).any(axis=1))
+            if empty.size:
+                raise ValueError(f"masks: the mask of image {int(empty[0])} is empty after resampling")
+    out: dict[str, np.ndarray] = {}
+    workers = min(resolve_threads(threads), len(types))
+
+    def one(item):
+        name, filtered = item
+        # with several image types, each worker thread takes one type at a time and its
+        # kernels run on one thread: numpy and the C++ calls release the GIL, so the
+        # Python formulas run in parallel too
+        return name, _one_image_type(filtered, roi, cls, float(bin_width), float(voxel_array_shift),
+                                     spacing[0] * spacing[1], int(gldm_alpha), 1 if workers > 1 else threads)
+
+    images_by_type = _filtered(img, filters, log_sigma, spacing, wavelet)
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(one, images_by_type))
+    else:
+        results = [one(item) for item in images_by_type]
+    for name, res in results:
+        for c, names in cls.items():
+            for f in names:
+                out[f"{name}_{c}_{f}"] = res[c][f]
+    return {k: out[k] for k in feature_names(filters, classes, log_sigma)}
+
+
+def feature_matrix(images: Any, masks: Any = None, **settings) -> tuple[np.ndarray, list[str]]:
+    """:func:`features` as an (N, F) float64 matrix and its column names (fixed order).
+
+    The form a feature extractor needs: the same settings always give the same columns.
+    """
+    d = features(images, masks, **settings)
+    names = list(d)
+    return np.stack([d[k] for k in names], axis=1), names
+
+
+def _pair(v: Any, name: str) -> tuple[float, float]:
+    t = tuple(float(x) for x in np.atleast_1d(v))
+    if len(t) == 1:
+        t = t * 2
+    if len(t) != 2 or not all(np.isfinite(x) and x > 0 for x in t):
+        raise ValueError(f"{name} must be one or two positive numbers (mm), got {v!r}")
+    return t
+
+
+def _check_constant(img: np.ndarray, roi: np.ndarray | None, name: str) -> None:
+    if roi is None:
+        lo, hi = img.min(axis=(1, 2)), img.max(axis=(1, 2))
+    else:
+        lo = np.where(roi, img, np.inf).min(axis=(1, 2))
+        hi = np.where(roi, img, -np.inf).max(axis=(1, 2))
+    flat = np.flatnonzero(lo == hi)
+    if flat.size:
+        raise ValueError(f"{name}: image {int(flat[0])} is constant inside its region of interest, "
+                         "so its texture is undefined")
+
+
+def _filtered(img, filters, log_sigma, spacing, wavelet):
+    """(image type, filtered batch) in the order of the image types."""
+    for f in ((filters,) if isinstance(filters, str) else filters):
+        if f == "original":
+            yield "original", img
+        elif f == "log":
+            for s in log_sigma:
+                if not s > 0:
+                    raise ValueError(f"log_sigma must be > 0, got {s}")
+                yield flt.log_name(s), flt.laplacian_of_gaussian(img, float(s), spacing)
+        elif f == "wavelet":
+            bands = flt.wavelet(img, wavelet)
+            for b in flt.WAVELET_BANDS:
+                yield f"wavelet-{b}", bands[b]
+
+
+def _one_image_type(img: np.ndarray, roi: np.ndarray | None, cls: dict, bin_width: float, shift: float,
+                    pixel_area: float, alpha: int, threads: int | None) -> dict[str, dict[str, np.ndarray]]:
+    N = img.shape[0]
+    if roi is None:
+        mn = img.min(axis=(1, 2))
+    else:
+        mn = np.where(roi, img, np.inf).min(axis=(1, 2))
+    low = mn - np.mod(mn, bin_width)  # pyradiomics: minimum - minimum % binWidth
+    delta = (low + bin_width) - low  # the step numpy.arange really takes
+    q = kernels.discretize(img, roi, low, delta, threads)
+    ng = q.reshape(N, -1).max(axis=1)
+    if roi is not None:  # the matrices only see the ROI: count inside the batch's ROI box
+        inside = roi.any(axis=0)
+        ys, xs = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+        q = np.ascontiguousarray(q[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1])
+    res: dict[str, dict[str, np.ndarray]] = {}
+    for c, names in cls.items():
+        if c == "firstorder":
+            res[c] = _firstorder(img, roi, q, shift, pixel_area, names)
+        elif c == "glcm":
+            res[c] = _glcm(kernels.glcm(q, threads), N, ng, names)
+        elif c == "glrlm":
+            vals, valid = _length_matrix(kernels.glrlm(q, threads), N * 4, _LENGTH_NAMES[c], names)
+            res[c] = {k: _angle_mean(v, valid, N) for k, v in vals.items()}
+        elif c in ("glszm", "gldm"):
+            coo = kernels.glszm(q, threads) if c == "glszm" else kernels.gldm(q, alpha, threads)
+            vals, _ = _length_matrix(coo, N, _LENGTH_NAMES[c], names)
+            res[c] = vals
+        else:
+            res[c] = _ngtdm(kernels.ngtdm(q, threads), N, names)
+    return res
