@@ -391,14 +391,15 @@ def _npz_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
         if nbytes > min(info.file_size, limit):
             raise ValueError(f"its header claims {shape} {dtype} ({nbytes} bytes) but the entry holds "
                              f"{info.file_size} bytes")
-        buf, got = bytearray(nbytes), 0
+        arr = np.empty(shape, dtype, order="F" if fortran else "C")  # aligned, as numpy.load gives
+        buf, got = memoryview(arr.reshape(-1, order="A").view(np.uint8)) if nbytes else None, 0
         while got < nbytes:
-            n = fh.readinto(memoryview(buf)[got:])
+            n = fh.readinto(buf[got:])
             if not n:
                 raise ValueError(f"its data is truncated ({got} of {nbytes} bytes)")
             got += n
         fh.read(1)  # reach the end, where zipfile checks the CRC
-    return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return arr
 
 
 def read_npz(path, what: str = "file") -> NpzArrays:

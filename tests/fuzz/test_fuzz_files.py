@@ -178,7 +178,7 @@ def test_bad_statistics_files_through_fid_and_merge(stats_files, tmp_path):
     for k, (name, words) in enumerate(cases.items()):
         assert_one_line(cli("fid", folder / name, folder / "good.npz"), name, words)
         if k % 2 == 0:  # merge reads them the same way: half the cases suffice
-            proc = cli("stats", "merge", tmp_path / "merged.npz", folder / "good.npz", folder / name)
+            proc = cli("stats", "merge", folder / "good.npz", folder / name, "--out", tmp_path / "merged.npz")
             assert_one_line(proc, name, words)
             assert not (tmp_path / "merged.npz").exists()
 
@@ -212,7 +212,7 @@ def test_hostile_setstats_manifests_are_refused(tmp_path, change, words):
     (b / "setstats.json").write_text(json.dumps(manifest))
     (out,) = api("umsynth.metrics.streaming", "SetStats.load", [b])
     assert out.get("type") == "ValueError" and "setstats.json" in out["msg"] and words in out["msg"], out
-    assert_one_line(cli("stats", "merge", tmp_path / "merged", a, b), "setstats.json", words)
+    assert_one_line(cli("stats", "merge", a, b, "--out", tmp_path / "merged"), "setstats.json", words)
     assert {p.name: p.read_bytes() for p in victim.iterdir()} == before
     assert not (tmp_path / "merged" / "setstats.json").exists()
 

@@ -154,7 +154,7 @@ def test_prepare_killed_and_resumed_equals_the_uninterrupted_run(tmp_path):
     ref, run = tmp_path / "ref", tmp_path / "run"
 
     def cmd(out):
-        return [sys.executable, "-m", "umsynth", "prepare", str(vols), str(out), "--n-segments", "64"]
+        return [sys.executable, "-m", "umsynth", "prepare", str(vols), "--out", str(out), "--n-segments", "64"]
 
     span = run_killed(cmd(ref), ref, None)
 
