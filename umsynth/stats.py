@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from umsynth.covariance import centre, check_cov
-from umsynth.files import atomic_write
+from umsynth.files import atomic_write, read_npz
 from umsynth.kernels.arrays import check_finite, device_ops, to_numpy
 
 __all__ = ["FeatureStats", "centre"]
@@ -446,13 +446,8 @@ def _check_saved_dim(found: int, saved: int, path) -> None:
 
 
 def _open_npz(path):
-    try:
-        f = np.load(os.fspath(path), allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read statistics file {path}: {exc}") from None
-    if not isinstance(f, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} is a single .npy array, not an .npz statistics file")
-    return f
+    # every array read up front, no pickles, sizes checked; errors name the file
+    return read_npz(path, "statistics file")
 
 
 def _read_mu_sigma(f, path) -> tuple[np.ndarray, np.ndarray]:

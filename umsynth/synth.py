@@ -113,8 +113,8 @@ def _read_path(p: Path, as_um: bool) -> _Input:
     return _Input(_stem(p), um=grey) if as_um else _Input(_stem(p), grey=grey)
 
 
-def _gather(inputs, as_um: bool, names) -> list[_Input]:
-    """Turn paths, arrays or a dataset into a list of _Input."""
+def _gather(inputs, as_um: bool, names, on_error=None) -> list[_Input]:
+    """Turn paths, arrays or a dataset into a list of _Input (unreadable files to `on_error`, if given)."""
     import torch
 
     items_list = isinstance(inputs, (list, tuple)) and len(inputs) > 0 and all(isinstance(x, dict) for x in inputs)
@@ -136,22 +136,35 @@ def _gather(inputs, as_um: bool, names) -> list[_Input]:
         inputs = [inputs]
     if isinstance(inputs, np.ndarray):
         inputs = [inputs] if inputs.ndim == 2 else list(inputs)
+    failed = []
+
+    def read(q: Path) -> list[_Input]:
+        try:
+            return [_read_path(q, as_um)]
+        except (OSError, ValueError, TypeError, MemoryError) as exc:
+            if on_error is None:
+                raise
+            failed.append(q)
+            on_error(str(q), str(exc))  # this file only: the others go on
+            return []
+
     out = []
     for k, x in enumerate(inputs):
         if isinstance(x, (str, os.PathLike)):
             p = Path(x)
             if p.is_dir():
-                out.extend(_read_path(q, as_um) for _, q, _ in find_montages(p))
-                out.extend(_read_path(q, as_um) for q in sorted(p.iterdir()) if is_nifti(q))
+                for q in [q for _, q, _ in find_montages(p)] + [q for q in sorted(p.iterdir()) if is_nifti(q)]:
+                    out.extend(read(q))
             else:
-                out.append(_read_path(p, as_um))
+                out.extend(read(p))
         else:
             a = np.asarray(x)
             if a.ndim != 2 or a.dtype != np.uint8:
                 raise ValueError(f"inputs[{k}]: arrays must be 2D uint8 montages, got {a.dtype} {a.shape}")
             out.append(_Input(f"{k:05d}", um=a) if as_um else _Input(f"{k:05d}", grey=a))
     if not out:
-        raise ValueError("inputs: no images given")
+        raise ValueError(f"inputs: none of the {len(failed)} images could be read" if failed else
+                         "inputs: no images given")
     return _named(out, names)
 
 
@@ -236,7 +249,7 @@ def _write(out: Path, stem: str, um, ct01, seg, spacing, window) -> dict:
 
 def synthesize(checkpoint, inputs, out_dir, *, variety: Variety = Variety(), batch_size: int = 4,
                device: str = "auto", amp: str = "none", um_config=None, inputs_are: str = "images",
-               names=None, progress: bool = True) -> list[dict]:
+               names=None, progress: bool = True, on_error=None) -> list[dict]:
     """Write synthetic CT montages and their segmentations.
 
     Parameters
@@ -264,6 +277,9 @@ def synthesize(checkpoint, inputs, out_dir, *, variety: Variety = Variety(), bat
         Output stems (default: file stems, dataset names or 00000, 00001, ...).
     progress : bool
         tqdm bar on stderr.
+    on_error : callable(path, message), optional
+        Called for each input file that cannot be read, which is then left out (the others
+        go on). Without it, the first such file raises.
 
     Returns
     -------
@@ -294,7 +310,7 @@ def synthesize(checkpoint, inputs, out_dir, *, variety: Variety = Variety(), bat
     dev = resolve_device(device)
     gen, cfg = load_generator(checkpoint, dev)
     m = cfg.model
-    items = _gather(inputs, inputs_are == "ums", names)
+    items = _gather(inputs, inputs_are == "ums", names, on_error)
     if m.conditioning == "mask":
         if variety.changes_input:
             raise ValueError("variety options act on UMs; this checkpoint is conditioned on masks")

@@ -126,7 +126,7 @@ def test_unreadable_file_fails_alone(png_folder, tmp_path):
     # the installed entry point, as a user runs it
     proc = subprocess.run([sys.executable, "-m", "umsynth", "masks", str(broken), str(folder / "plain.png"),
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     # outside a terminal the progress display writes "masks: NN% ..." lines: not errors
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("masks:")]
     assert len(lines) == 1 and "broken.png" in lines[0], proc.stderr
@@ -138,7 +138,7 @@ def test_unreadable_file_fails_alone(png_folder, tmp_path):
 def test_missing_path_is_reported(tmp_path, capsys):
     rc = main(["masks", str(tmp_path / "nope.png"), "--out", str(tmp_path / "out")])
     captured = capsys.readouterr()
-    assert rc == 1
+    assert rc == 2
     assert "nope.png" in captured.err and "0 done, 1 failed" in captured.out
 
 

@@ -172,7 +172,7 @@ def _bad_cases(root, write_series, write_ct_dicom):
 def test_bad_cases_one_line_each_and_nothing_left(tmp_path, capsys, write_series, write_ct_dicom):
     vols, out = tmp_path / "v", tmp_path / "out"
     expected = _bad_cases(vols, write_series, write_ct_dicom)
-    assert main(["prepare", str(vols), "--out", str(out), "--n-segments", "64"]) == 1
+    assert main(["prepare", str(vols), "--out", str(out), "--n-segments", "64"]) == 2
     captured = capsys.readouterr()
     lines = [ln for ln in captured.err.splitlines() if ln.startswith("umsynth prepare: error:")]
     assert len(lines) == len(expected)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from umsynth.cli import hold_output
 from umsynth.cli._actions import add_device, add_no_progress
 
 #: how long ``--quick`` takes (the README says the same; tests/cli/test_readme_commands.py checks)
@@ -44,6 +45,7 @@ def run(args) -> int:
     over = {k: v for k, v in (("size", args.size), ("steps", args.steps), ("n_cases", args.cases)) if v is not None}
     over.update(device=args.device, seed=args.seed)
     cfg = DemoConfig.quick(**over) if args.quick else DemoConfig(**over)
+    hold_output(args.out, "demo")  # another umsynth process writing the folder stops us here
     metrics = run_demo(args.out, cfg, progress=not args.no_progress)
     mm = metrics["mmfid"]
     print(f"report: {args.out}/report.html   metrics: {args.out}/metrics.json")

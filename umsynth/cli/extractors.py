@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from umsynth.cli import hold_output
 from umsynth.cli._actions import action_parser, add_no_progress
 from umsynth.files import list_images, read_image
 
@@ -78,6 +79,7 @@ def run_train(args: argparse.Namespace) -> int:
                                  ("tasks", tuple(args.tasks) if args.tasks else None),
                                  ("scales", tuple(args.scales) if args.scales else None)) if v is not None}
     config = dataclasses.replace(config, seed=args.seed, radiomics=not args.no_radiomics, **changes)
+    hold_output(args.out, "extractors train", file=True)  # another umsynth process writing it stops us here
     suite = train_suite(files, config, labels=labels, meta=meta, checkpoint=args.checkpoint,
                         progress=not args.no_progress)
     save_suite(suite, args.out)

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import numpy as np
 
 import umsynth
+from umsynth.cli import hold_output
 from umsynth.cli._actions import add_no_progress
 from umsynth.files import IMAGE_SUFFIXES, atomic_write_text, read_grey, write_png
 
@@ -70,8 +71,12 @@ def _collect(items: list[str], errors: list[tuple[str, str]]) -> list[Path]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")
-                           and q.suffix.lower() in IMAGE_SUFFIXES)
+            try:
+                found = sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")
+                               and q.suffix.lower() in IMAGE_SUFFIXES)
+            except OSError as exc:  # an unreadable folder is one bad item of the batch
+                errors.append((item, f"cannot list this folder ({exc.strerror or exc})"))
+                continue
             if not found:
                 errors.append((item, "no PNG, TIFF, JPEG or BMP files in this folder"))
             paths.extend(found)
@@ -135,7 +140,7 @@ def check_args(args) -> None:
 
 
 def run(args) -> int:
-    """Run ``umsynth masks``; returns 0, or 1 if any image failed."""
+    """Run ``umsynth masks``; returns 0, or 2 if any image failed (after doing all the others)."""
     from tqdm import tqdm
 
     from umsynth.progress import progress
@@ -146,7 +151,7 @@ def run(args) -> int:
     errors: list[tuple[str, str]] = []
     paths = _collect(args.images, errors) if args.images else samples.bundled()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    hold_output(out, "masks")  # creates it; another umsynth process writing it stops us here
 
     def fail(name: str, msg: str) -> None:
         errors.append((name, msg))
@@ -174,8 +179,8 @@ def run(args) -> int:
             um_path, edges_path = out / f"{stem}_um.png", out / f"{stem}_edges.png"
             write_png(um_path, np.asarray(um, dtype=np.uint8))
             write_png(edges_path, boundary_overlay(grey, np.asarray(labels)))
-        except (OSError, ValueError) as exc:
-            fail(str(path), str(exc))
+        except (OSError, ValueError, TypeError, MemoryError) as exc:  # this image only: the batch goes on
+            fail(str(path), str(exc) or type(exc).__name__)
             continue
         rows.append({"name": path.name, "shape": grey.shape, "n_labels": int(np.unique(labels).size),
                      "ms": ms, "image": _href(path, out), "um": quote(um_path.name),
@@ -186,4 +191,4 @@ def run(args) -> int:
     mean = f"{np.mean([r['ms'] for r in rows]):.1f} ms" if rows else "n/a"
     print(f"umsynth masks: {len(rows)} done, {len(errors)} failed, mean {mean} per UM; "
           f"outputs in {out}")
-    return 1 if errors else 0
+    return 2 if errors else 0

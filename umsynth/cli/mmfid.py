@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from umsynth.cli import hold_output
 from umsynth.cli._actions import add_device, add_no_progress
 
 DESCRIPTION_HEAD = """\
@@ -87,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             name, i = f"{base}-{i}", i + 1
         sets[name] = path
     real = args.real
+    if args.save_stats:
+        hold_output(args.save_stats, "mmfid")  # another umsynth process writing it stops us here
     result = mmfid(real, sets, suite, scales=args.scales, batch_size=args.batch_size, device=device,
                    normalization=args.normalization, keep=args.keep, bootstrap=args.bootstrap, knn=args.knn,
                    cell=cell, tsne=args.tsne, save_stats=args.save_stats, seed=args.seed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from umsynth.cli import hold_output
 from umsynth.cli._actions import add_no_progress, deprecated
 from umsynth.cli.masks import check_args as check_um_args
 
@@ -26,7 +27,7 @@ settings; written last). A rerun skips cases finished with the same settings. A 
 gets one error line naming the file and the reason, leaves nothing behind, and the batch
 goes on. To train semi-supervised, list the cases whose labels may be used in
 OUT_DIR/labelled.txt (one name per line); without that file every case counts as labelled.
-Exit status: 0 when every case is done, 1 when some case failed, 2 for bad arguments.
+Exit status: 0 when every case is done, 2 when some case failed or for bad arguments.
 """
 
 
@@ -69,7 +70,7 @@ def _check_args(args) -> None:
 
 
 def run(args) -> int:
-    """Run ``umsynth prepare``; returns 0, or 1 if any case failed."""
+    """Run ``umsynth prepare``; returns 0, or 2 if any case failed."""
     from tqdm import tqdm
 
     from umsynth.data.prepare import PrepareConfig, prepare
@@ -83,7 +84,8 @@ def run(args) -> int:
     def report(name: str, msg: str) -> None:
         tqdm.write(f"umsynth prepare: error: {msg}", file=sys.stderr)
 
+    hold_output(args.out_dir, "prepare")  # another umsynth process writing OUT_DIR stops us here
     summary = prepare(args.volumes_dir, args.out_dir, config, overwrite=args.overwrite,
                       threads=args.threads, progress=not args.no_progress, on_error=report)
     print(f"umsynth prepare: {summary.line()}; outputs in {args.out_dir}")
-    return 1 if summary.failed else 0
+    return 2 if summary.failed else 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from umsynth.cli import hold_output
+
 DESCRIPTION = """\
 Merge shards of feature statistics exactly (Chan's parallel formula for mean and
 covariance): the result equals one pass over all the images, to rounding.
@@ -44,20 +46,20 @@ def run_merge(args: argparse.Namespace) -> int:
     kinds = {p.is_dir() for p in paths}
     if len(kinds) != 1:
         raise ValueError("IN must be all .npz files or all statistics folders, not a mix")
-    if kinds == {True}:
-        merged = SetStats.load(paths[0])
-        for p in paths[1:]:
-            merged.merge(SetStats.load(p))
-        merged.save(args.out)
-        print(f"merged {len(paths)} statistics folders ({merged.n} images, {len(merged.cells)} cells) "
-              f"into {args.out}")
-        return 0
-    merged = FeatureStats.load(paths[0])
+    folders = kinds == {True}
+    hold_output(args.out, "stats merge", file=not folders)  # a second merge into OUT stops here
+    load = SetStats.load if folders else FeatureStats.load  # their errors name the file
+    merged = load(paths[0])
     for p in paths[1:]:
+        shard = load(p)
         try:
-            merged.merge(FeatureStats.load(p))
+            merged.merge(shard)
         except ValueError as exc:
             raise ValueError(f"{p}: {exc}") from None
     merged.save(args.out)
-    print(f"merged {len(paths)} files ({merged.n} samples, dim {merged.dim}) into {args.out}")
+    if folders:
+        print(f"merged {len(paths)} statistics folders ({merged.n} images, {len(merged.cells)} cells) "
+              f"into {args.out}")
+    else:
+        print(f"merged {len(paths)} files ({merged.n} samples, dim {merged.dim}) into {args.out}")
     return 0

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from umsynth.cli import hold_output
 from umsynth.cli._actions import add_device, add_from_checkpoint, add_no_progress
 from umsynth.synth import Variety, load_generator, synthesize
 
@@ -84,8 +86,16 @@ def run(args) -> int:
         inputs = args.inputs
     else:
         raise ValueError("no inputs: give montage files or folders, or --phantom N")
+    failed = []
+
+    def report(path: str, msg: str) -> None:  # one line per unreadable input; the others go on
+        failed.append(path)
+        print(f"umsynth synthesize: error: {msg if msg.startswith(path) else f'{path}: {msg}'}", file=sys.stderr)
+
+    hold_output(args.out, "synthesize")  # another umsynth process writing the folder stops us here
     done = synthesize(args.checkpoint, inputs, args.out, variety=variety, batch_size=args.batch_size,
                       device=args.device, amp=args.amp, inputs_are="ums" if args.ums else "images",
-                      progress=not args.no_progress)
-    print(f"umsynth synthesize: {len(done)} images written to {args.out}")
-    return 0
+                      progress=not args.no_progress, on_error=report)
+    print(f"umsynth synthesize: {len(done)} images written to {args.out}"
+          + (f"; {len(failed)} inputs failed" if failed else ""))
+    return 2 if failed else 0

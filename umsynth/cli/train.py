@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from umsynth.cli import hold_output
 from umsynth.cli._actions import add_from_checkpoint, add_no_progress
 from umsynth.train.config import Config, config_fields, load_config
 
@@ -110,6 +111,7 @@ def run(args) -> int:
     lab, unl = build_datasets(cfg.data)
     if args.resume and args.from_checkpoint:
         raise ValueError("give --resume (continue a run) or --from-checkpoint (fine-tune), not both")
+    hold_output(args.out, "train")  # another umsynth process writing the run folder stops us here
     out = train(cfg, lab, unl, args.out, resume=args.resume, progress=False if args.no_progress else None,
                 validation=build_validation(cfg.data), init_from=args.from_checkpoint)
     if out.world_size == 1 or os.environ.get("RANK", "0") == "0":

@@ -41,7 +41,7 @@ from umsynth.demo.report import colour_seg, loss_curves, sample_grid, write_json
 from umsynth.demo.utility import SegmenterConfig, utility_experiment
 from umsynth.extractors.suite import save_suite
 from umsynth.extractors.train import SuiteTrainConfig, train_suite
-from umsynth.files import atomic_write, write_png
+from umsynth.files import atomic_write, path_inside, write_png
 from umsynth.metrics.mmfid import mmfid
 from umsynth.metrics.normalize import mm_summary, reference_normalize
 from umsynth.runtime import environment, resolve_device
@@ -355,13 +355,13 @@ def _stage_synthesize(cfg: DemoConfig, out: Path, data: dict, stages: dict, prog
     imgs, labs = _augmented_masks(tr.images[lab], tr.labels[lab], cfg.n_synthetic)
     sets["v2m2i"] = MontageDataset(imgs, labs)
     for name, ds in sets.items():
-        ckpt = out / stages[f"train_{name}"]["checkpoint"]
+        ckpt = path_inside(out, stages[f"train_{name}"]["checkpoint"], f"stages/train_{name}.json: checkpoint")
         written = synthesize(ckpt, ds, out / "synthetic" / name, device=cfg.device, progress=progress)
         ct, seg, um = _read_outputs(written)
         _save_arrays(out / "synthetic" / f"{name}.npz", ct=ct, seg=seg, um=um)
         result[name] = {"n": len(written), "dir": f"synthetic/{name}"}
     if "real_ct_um" in data:  # the real pydicom slices' UM through the UM-guided model
-        ckpt = out / stages["train_v2um2i"]["checkpoint"]
+        ckpt = path_inside(out, stages["train_v2um2i"]["checkpoint"], "stages/train_v2um2i.json: checkpoint")
         ds = MontageDataset(data["real_ct"][None], um_source="disk", ums=data["real_ct_um"][None])
         written = synthesize(ckpt, ds, out / "synthetic" / "from_real_ct", device=cfg.device,
                              names=["pydicom_slices"], progress=progress)

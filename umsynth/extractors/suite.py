@@ -31,8 +31,9 @@ import torch
 
 from umsynth.extractors.classic import inception_v3
 from umsynth.extractors.nets import CTNet
-from umsynth.files import atomic_write
+from umsynth.files import atomic_write, check_name
 from umsynth.radiomics.member import KIND as RADIOMICS, MEMBER_NAME as RADIOMICS_NAME, RadiomicsNet
+from umsynth.weights import check_limits, check_state
 
 __all__ = ["Member", "Suite", "save_suite", "load_suite", "inception_member", "radiomics_member", "check_scales",
            "array_digest", "DEFAULT_SCALES", "PREPROCESSING"]
@@ -108,6 +109,8 @@ class Suite:
             raise ValueError("a suite needs at least one member network")
         if len(set(names)) != len(names):
             raise ValueError(f"suite member names must be unique, got {names}")
+        for n in names:  # they become parts of statistics file names
+            check_name(n, "suite member name")
 
     @property
     def names(self) -> list[str]:
@@ -212,31 +215,62 @@ def load_suite(path: str | os.PathLike, device: str = "cpu") -> Suite:
         meta = json.loads(header["umsynth_suite"])
     except (KeyError, json.JSONDecodeError):
         raise ValueError(f"{path} is a safetensors file but not an umsynth extractor suite") from None
-    if meta.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path}: unknown format {meta.get('format')!r}")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path}: unknown format {meta.get('format') if isinstance(meta, dict) else meta!r}")
     if int(meta.get("version", 0)) > FORMAT_VERSION:
         raise ValueError(f"{path}: suite format version {meta['version']} is newer than this umsynth reads "
                          f"({FORMAT_VERSION}); upgrade umsynth")
     members = []
-    for spec in meta["members"]:
-        if spec.get("kind") == RADIOMICS:
+    specs = meta.get("members")
+    if not isinstance(specs, list) or not specs:
+        raise ValueError(f"{path}: the suite lists no member networks")
+    for spec in specs:
+        if isinstance(spec, dict) and spec.get("kind") == RADIOMICS:
             try:
+                name = check_name(spec.get("name"), f"{path}: member name")
                 net = RadiomicsNet(spec["settings"])
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError) as exc:
                 raise ValueError(f"{path}: radiomics member {spec.get('name')!r}: bad settings: {exc}") from None
-            members.append(Member(spec["name"], spec["task"], net))
+            except ValueError as exc:
+                raise ValueError(f"{path}: radiomics member {spec.get('name')!r}: {exc}") from None
+            members.append(Member(name, spec.get("task", RADIOMICS), net))
             continue
-        net = CTNet(spec["channels"], spec["classes"], spec["head"], stem=int(spec["stem"]))
+        spec = _member_spec(spec, path)
         prefix = spec["name"] + "."
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ValueError(f"{path}: weights of {spec['name']!r} do not fit: {str(exc).splitlines()[0]}") from None
-        members.append(Member(spec["name"], spec["task"], net, tuple(spec["channels"]), int(spec["classes"]),
-                              spec["head"], tuple(spec.get("values", ())), int(spec["stem"])))
-    suite = Suite(members, tuple(meta["scales"]), meta.get("training", {}), meta.get("preprocessing", {}))
+        build = lambda s=spec: CTNet(s["channels"], s["classes"], s["head"], stem=s["stem"])  # noqa: E731
+        check_state(build, state, f"{path}: weights of {spec['name']!r}")  # before the network is allocated
+        net = build()
+        net.load_state_dict(state, strict=True)
+        members.append(Member(spec["name"], spec["task"], net, tuple(spec["channels"]), spec["classes"],
+                              spec["head"], tuple(spec["values"]), spec["stem"]))
+    try:
+        suite = Suite(members, meta.get("scales"), meta.get("training", {}), meta.get("preprocessing", {}))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return suite.to(device)
+
+
+def _member_spec(spec, path) -> dict:
+    """A member's spec from a suite file, checked: a safe name (it names statistics files), numbers
+    within :data:`umsynth.weights.LIMITS`."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: a member spec must be an object, got {type(spec).__name__}")
+    missing = [k for k in ("name", "task", "channels", "classes", "head", "stem") if k not in spec]
+    if missing:
+        raise ValueError(f"{path}: member spec {spec.get('name', '?')!r} lacks {', '.join(missing)}")
+    name = check_name(spec["name"], f"{path}: member name")
+    channels = spec["channels"]
+    if not isinstance(channels, list) or not channels:
+        raise ValueError(f"{path}: member {name!r}: channels must be a non-empty list, got {channels!r}")
+    check_limits({"stages": len(channels), "classes": spec["classes"], "stem": spec["stem"]},
+                 f"{path}: member {name!r}")
+    for c in channels:
+        check_limits({"channels": c}, f"{path}: member {name!r}")
+    values = spec.get("values", [])
+    if not isinstance(spec["task"], str) or not isinstance(spec["head"], str) or not isinstance(values, list):
+        raise ValueError(f"{path}: member {name!r}: task and head must be strings and values a list")
+    return {**spec, "values": values}
 
 
 class _InceptionTrunk(torch.nn.Module):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from umsynth.files import atomic_write, atomic_write_text
+from umsynth.files import atomic_write, atomic_write_text, check_name, path_inside, read_npz
 from umsynth.stats import FeatureStats
 
 __all__ = ["SetStats", "stream_stats", "KEPT_FILE", "SETSTATS_FORMAT", "SETSTATS_MANIFEST",
@@ -61,6 +61,8 @@ class SetStats:
         """Write the statistics to a folder: one FeatureStats .npz per cell (and half), the kept
         features in ``kept.npz`` (indices and one array per cell, in the manifest's cell order),
         and ``setstats.json`` listing them, written last so that a folder with it is complete."""
+        for e, _ in self.cells:
+            check_name(e, "extractor name")  # it becomes part of a file name: checked before any is written
         folder = os.fspath(folder)
         os.makedirs(folder, exist_ok=True)
         entries = []
@@ -98,28 +100,28 @@ class SetStats:
             raise ValueError(f"{folder} holds no {SETSTATS_MANIFEST}: not a statistics folder") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read {path}: {exc}") from None
-        if manifest.get("format") != SETSTATS_FORMAT:
-            raise ValueError(f"{path}: unknown format {manifest.get('format')!r}")
+        if not isinstance(manifest, dict) or manifest.get("format") != SETSTATS_FORMAT:
+            raise ValueError(f"{path}: not a {SETSTATS_FORMAT} manifest")
         cells, even, odd = {}, {}, {}
-        for entry in manifest["cells"]:
-            key = (entry["extractor"], int(entry["scale"]))
-            parts = [FeatureStats.load(os.path.join(folder, f)) for f in entry["files"]]
+        split = manifest.get("split")
+        for key, files in _manifest_cells(manifest, folder, path):
+            parts = [FeatureStats.load(f) for f in files]
             cells[key] = parts[0]
-            if manifest["split"]:
+            if split:
                 even[key], odd[key] = parts[1], parts[2]
         kept, index = {}, np.zeros(0, dtype=np.int64)
         if manifest.get("kept"):
             kept_path = os.path.join(folder, KEPT_FILE)
             try:
-                with np.load(kept_path, allow_pickle=False) as f:
+                with read_npz(kept_path, "kept features file") as f:
                     index = np.asarray(f["index"], dtype=np.int64)
-                    kept = {(e["extractor"], int(e["scale"])): np.asarray(f[f"cell{i}"], dtype=np.float64)
+                    kept = {(e["extractor"], e["scale"]): np.asarray(f[f"cell{i}"], dtype=np.float64)
                             for i, e in enumerate(manifest["cells"])}
             except (OSError, KeyError, ValueError) as exc:
                 raise ValueError(f"cannot read {kept_path}: {exc}") from None
             if any(v.shape[0] != index.shape[0] for v in kept.values()):
                 raise ValueError(f"{kept_path}: the kept features and their indices differ in length")
-        return cls(int(manifest["n"]), cells, (even, odd) if manifest["split"] else None, kept, index)
+        return cls(int(manifest["n"]), cells, (even, odd) if split else None, kept, index)
 
     @staticmethod
     def is_folder(path) -> bool:
@@ -146,6 +148,25 @@ class SetStats:
         self.kept, self.kept_index = _pool_kept(self, other, keep, seed)
         self.n += other.n
         return self
+
+
+def _manifest_cells(manifest: dict, folder: str, path: str):
+    """((extractor, scale), [file paths]) of each cell a ``setstats.json`` lists, checked: names
+    and files read from it never lead out of the folder."""
+    n, split, entries = manifest.get("n"), manifest.get("split"), manifest.get("cells")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or not isinstance(split, bool) \
+            or not isinstance(entries, list):
+        raise ValueError(f"{path}: expected n (int >= 0), split (bool) and cells (list)")
+    for i, entry in enumerate(entries):
+        what = f"{path}: cells[{i}]"
+        if not isinstance(entry, dict) or not {"extractor", "scale", "files"} <= set(entry):
+            raise ValueError(f"{what}: expected extractor, scale and files")
+        scale, files = entry["scale"], entry["files"]
+        if isinstance(scale, bool) or not isinstance(scale, int) or not isinstance(files, list) \
+                or len(files) != (3 if split else 1):
+            raise ValueError(f"{what}: expected an integer scale and {3 if split else 1} files")
+        name = check_name(entry["extractor"], f"{what}: extractor")
+        yield (name, scale), [path_inside(folder, f, f"{what}: file") for f in files]
 
 
 KEPT_FILE = "kept.npz"

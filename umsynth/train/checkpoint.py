@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from umsynth.files import atomic_write_bytes
+from umsynth.weights import check_checkpoint
 
 __all__ = ["save_checkpoint", "load_checkpoint", "find_checkpoint", "kept_checkpoints", "step_name", "data_digest",
            "rng_state", "set_rng_state", "pix2pixhd_lr", "LAST", "STEP_PATTERN"]
@@ -192,4 +193,5 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise OSError(f"cannot read checkpoint {str(p)!r}: {exc}") from None
     if not isinstance(state, dict) or "generator" not in state or "config" not in state:
         raise OSError(f"{str(p)!r} is not a umsynth training checkpoint")
+    check_checkpoint(state, p)  # config within limits, tensor shapes as it says: before any network is built
     return state
