@@ -343,6 +343,9 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *, method: st
     d = mu1.shape[0]
     s1 = check_cov(sigma1, "sigma1", d)
     s2 = check_cov(sigma2, "sigma2", d)
+    if np.array_equal(mu1, mu2) and np.array_equal(s1, s2):
+        _cov_factor(s1, "sigma1")  # still refuse a covariance that is not PSD
+        return 0.0  # one Gaussian: exactly 0, not the rounding of base - 2 tr sqrt
     e = max(scale_exponent(mu1, mu2), scale_exponent(s1, s2, power=2), key=abs)
     if e:
         mu1, mu2, s1, s2 = np.ldexp(mu1, -e), np.ldexp(mu2, -e), np.ldexp(s1, -2 * e), np.ldexp(s2, -2 * e)
@@ -539,6 +542,8 @@ def frechet_distance_from_stats(a: Any, b: Any, *, method: str = "auto",
         _device_method(method)
         return frechet_device.stats_distance(a, b, config)
     ca, cb = a.cov, b.cov  # raise for fewer than 2 samples
+    if np.array_equal(a.mean, b.mean) and np.array_equal(ca, cb):
+        return 0.0  # the same statistics: exactly 0
     e = max(scale_exponent(a.mean, b.mean), scale_exponent(ca, cb, power=2), key=abs)
     fd = _distance(*_stats_side(a, ca, e, "a"), *_stats_side(b, cb, e, "b"), method, config)
     return _scaled_back(fd, e)

@@ -43,9 +43,10 @@ def register(subparsers) -> None:
     p.add_argument("real", metavar="REAL", help="folder of real images, or a statistics .npz")
     p.add_argument("synthetic", metavar="SYN", nargs="?",
                    help="folder of synthetic images, or a statistics .npz (optional with --save-stats)")
-    p.add_argument("--save-stats", metavar="OUT.npz",
-                   help="save the raw feature statistics of REAL to OUT.npz (mergeable with "
-                        "'umsynth stats merge'); with SYN as well, the FRD is also printed")
+    p.add_argument("--save-stats", metavar="DIR",
+                   help="save the raw feature statistics of REAL under DIR as <REAL's name>.npz, as "
+                        "'umsynth fid' does (a path ending in .npz is taken as the file itself); "
+                        "mergeable with 'umsynth stats merge'; with SYN as well, the FRD is also printed")
     p.add_argument("--spacing", type=float, default=1.0, metavar="MM", help="pixel spacing in mm (default 1)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all)")
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from umsynth.radiomics.frd import frd
 
     if args.synthetic is None and not args.save_stats:
-        raise ValueError("give REAL and SYN (image folders or .npz statistics), or REAL with --save-stats OUT.npz")
+        raise ValueError("give REAL and SYN (image folders or .npz statistics), or REAL with --save-stats DIR")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not args.spacing > 0:
@@ -73,8 +74,12 @@ def run(args: argparse.Namespace) -> int:
             _check_path(path)
     real = _stats(args.real, args)
     if args.save_stats:
-        real.save(args.save_stats)
-        print(f"saved statistics of {real.n} images ({real.extractor}) to {args.save_stats}")
+        out = Path(args.save_stats)
+        if out.suffix.lower() != ".npz":
+            out.mkdir(parents=True, exist_ok=True)
+            out = out / f"{Path(args.real).resolve().stem or 'real'}.npz"
+        real.save(out)
+        print(f"saved statistics of {real.n} images ({real.extractor}) to {out}")
     if args.synthetic is not None:
         result = frd(real, _stats(args.synthetic, args), spacing=(args.spacing,) * 2)
         print(f"FRD: {result.frd}")
