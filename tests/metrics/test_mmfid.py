@@ -39,7 +39,7 @@ def test_disjoint_real_split_scores_lower_than_degraded(cohort, suite, noisy):
         assert r.mm_fid["clean"][0] < r.mm_fid[name][0], name
 
 
-@pytest.mark.parametrize("kind, strengths", [("noise", (0, 8, 20, 40)), ("blur", (0, 1.0, 2.0, 4.0))])
+@pytest.mark.parametrize("kind, strengths", [("noise", (0, 90, 180)), ("blur", (0, 1.0, 2.0, 4.0))])
 def test_mmfid_rises_monotonically_with_degradation(cohort, suite, noisy, kind, strengths):
     real, other = cohort.images[:20], cohort.images[20:]
     make = noisy if kind == "noise" else blurred
@@ -114,7 +114,7 @@ def test_cross_set_reproduces_medsynanalyzer_procedure(cohort, random_suite, noi
     real, other = cohort.images[:24], cohort.images[24:]
     sets = {"a": noisy(other, 12), "b": blurred(other, 1.5), "c": other}
     fid, std, nfid, nstd = medsyn_reference(real, sets, suite)
-    r = mmfid(real, sets, suite, batch_size=7, progress=False)  # batches that do not divide n
+    r = mmfid(real, sets, suite, batch_size=7, normalization="cross-set", progress=False)  # odd batches
     assert r.normalization == "cross-set"
     for n in sets:
         np.testing.assert_allclose(r.fd[n], fid[n], rtol=1e-6)
@@ -130,23 +130,36 @@ def test_cross_set_reproduces_medsynanalyzer_procedure(cohort, random_suite, noi
     assert r.extras["wilcoxon"]["a vs c"]["fd"]["pvalue"] == pytest.approx(w.pvalue)
 
 
-def test_reference_normalization_uses_even_odd_real_halves(cohort, random_suite, scales):
+def test_reference_normalization_is_the_calibrated_ratio(cohort, random_suite, scales):
     from umsynth.frechet import frechet_distance_features
+    from umsynth.metrics.reference import calibrated_cell, split_plan
+    import torch.nn.functional as F
 
     suite = random_suite(k=1)
     real, syn = cohort.images[:24], cohort.images[24:]
-    r = mmfid(real, syn, suite, progress=False)
-    x = torch.from_numpy(real.astype(np.float32) / 255)[:, None]
-    import torch.nn.functional as F
+    r = mmfid(real, syn, suite, splits=5, seed=3, progress=False)
+    assert r.normalization == "reference" and r.reference["status"] == "ok"
 
-    for j, s in enumerate(scales):
+    def feats(images, s):
+        x = torch.from_numpy(images.astype(np.float32) / 255)[:, None]
         xs = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
         with torch.no_grad():
-            f = suite.members[0].net.features(xs * 2 - 1).double().numpy()
-        ref = frechet_distance_features(f[0::2], f[1::2])
-        assert r.fd_ref[0, j] == pytest.approx(ref, rel=1e-9)
-        assert r.fd_norm["synthetic"][0, j] == pytest.approx(r.fd["synthetic"][0, j] / ref, rel=1e-9)
+            return suite.members[0].net.features(xs * 2 - 1).double().numpy()
+
+    # the same splits serve every cell: drawn once from the seed, over 24 real and 16 synthetic images
+    plan = split_plan(24, 16, splits=5, seed=3)
+    for j, s in enumerate(scales):
+        f, g = feats(real, s), feats(syn, s)
+        num, den = calibrated_cell(f, g, plan, frechet_distance_features)
+        assert r.fd_comparison["synthetic"][0, j] == pytest.approx(num, rel=1e-9)
+        assert r.fd_reference["synthetic"][0, j] == pytest.approx(den, rel=1e-9)
+        assert r.fd_norm["synthetic"][0, j] == pytest.approx(num / den, rel=1e-9)
+        # the old even/odd-halves reference is still reported beside it
+        assert r.fd_ref[0, j] == pytest.approx(frechet_distance_features(f[0::2], f[1::2]), rel=1e-9)
         assert r.std_real[0, j] == pytest.approx(f.std(axis=0).mean(), rel=1e-9)
+    cells = r.fd_norm["synthetic"]
+    assert r.mm_fid["synthetic"][0] == pytest.approx(np.exp(np.log(cells).mean()), rel=1e-12)
+    assert r.mm_fid_mean["synthetic"][0] == pytest.approx(cells.mean(), rel=1e-12)
 
 
 # --------------------------------------------------------------------------- options
@@ -170,8 +183,9 @@ def test_options_object_and_keywords_give_the_same_result(cohort, random_suite):
 def test_options_defaults_and_kept_features():
     o = MMFIDOptions()
     assert (o.batch_size, o.normalization, o.bootstrap, o.confidence, o.k) == (32, "auto", 0, 0.95, 5)
-    assert o.kept_features == 0 and not o.extras_wanted
+    assert o.kept_features == DEFAULT_KEEP and not o.extras_wanted and o.splits == 16
     assert MMFIDOptions(knn=True).kept_features == DEFAULT_KEEP
+    assert MMFIDOptions(keep=0, normalization="cross-set").kept_features == 0
     assert MMFIDOptions(tsne="t.png", keep=7).kept_features == 7
     assert MMFIDOptions(batch_size=np.int64(4)).batch_size == 4
 
@@ -184,6 +198,8 @@ def test_options_defaults_and_kept_features():
     ({"bootstrap": -1}, ValueError, "bootstrap"),
     ({"bootstrap": 5, "keep": 1}, ValueError, "keep"),
     ({"knn": True, "k": 1}, ValueError, "k must be"),
+    ({"keep": 0}, ValueError, "keep"),
+    ({"splits": 0}, ValueError, "splits"),
 ])
 def test_bad_options_are_clear_errors(cohort, random_suite, kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -273,9 +289,24 @@ def test_cli_mmfid_writes_json(cohort, suite, tmp_path, capsys, noisy):
     data = json.loads(out.read_text())
     api = mmfid(cohort.images[:12], {"syn": cohort.images[12:24], "bad": noisy(cohort.images[12:24], 30)}, suite,
                 progress=False)
-    assert data["normalization"] == "cross-set" and data["scales"] == list(TINY_CONFIG.scales)
+    assert data["normalization"] == "reference" and data["scales"] == list(TINY_CONFIG.scales)
     np.testing.assert_allclose(data["sets"]["bad"]["fd"], api.fd["bad"], rtol=1e-6)
-    assert "MM-FID" in capsys.readouterr().out
+    assert data["sets"]["bad"]["mm_fid"] == pytest.approx(api.mm_fid["bad"][0], rel=1e-9)
+    assert data["reference"]["status"] == "small"  # 12 real images
+    printed = capsys.readouterr().out
+    assert "MM-FID" in printed and "KID" in printed and "small" in printed
+    # with --bootstrap: intervals per set and the pair's difference, in the output and the JSON
+    code = main(["mmfid", str(tmp_path / "real"), str(tmp_path / "syn"), str(tmp_path / "bad"),
+                 "--suite", str(tmp_path / "suite.safetensors"), "--out", str(out), "--no-progress",
+                 "--bootstrap", "20"])
+    assert code == 0
+    data = json.loads(out.read_text())
+    lo, hi = data["sets"]["syn"]["intervals"]["mm_fid"]["interval"]
+    assert 0 < lo < hi
+    pair = data["comparisons"]["syn vs bad"]["mm_fid"]
+    assert set(pair) >= {"difference", "interval", "p_value", "unit"}
+    printed = capsys.readouterr().out
+    assert "syn vs bad" in printed and "p =" in printed
     assert main(["mmfid", str(tmp_path / "real"), str(tmp_path / "nope"), "--suite",
                  str(tmp_path / "suite.safetensors")]) == 2
     assert "nope" in capsys.readouterr().err
@@ -287,7 +318,9 @@ def test_cli_help_spells_out_definitions(capsys):
     with pytest.raises(SystemExit):
         main(["mmfid", "--help"])
     text = capsys.readouterr().out
-    assert "MM-FID = mean" in text and "MM-STD = mean" in text and "even index" in text
+    for phrase in ("MM-FID = geometric mean", "about 1 at any sample size", "bootstrap over real and synthetic",
+                   "not independent", "KID_n", "cross-set"):
+        assert phrase in text, phrase
 
 
 def test_import_umsynth_stays_light():

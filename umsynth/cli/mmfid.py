@@ -28,14 +28,20 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="metrics.json", help="write all tables and summaries as JSON (atomically)")
     p.add_argument("--scales", type=int, nargs="+", metavar="PX", help="override the suite's scales")
     p.add_argument("--normalization", choices=("auto", "reference", "cross-set"), default="auto",
-                   help="auto (default): reference for one SYN, cross-set for several")
+                   help="auto (default) = reference: the calibrated ratio (1 = like real data); cross-set: "
+                        "MedSynAnalyzer's L2 normalization across sets (ranks sets only)")
     p.add_argument("--inception-weights", metavar="FILE",
                    help="add torchvision's InceptionV3 with this local state dict as a suite member "
                         "(needs torchvision; never downloads)")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda[:N]")
     p.add_argument("--bootstrap", type=int, default=0, metavar="B",
-                   help="bootstrap resamples for per-cell confidence intervals (default 0: none)")
+                   help="resamples of images for the intervals of MM-FID, MM-STD and KID, and for each pair of "
+                        "sets' difference (B bootstrap draws and B permutations; 200 is a good value; "
+                        "default 0: none)")
+    p.add_argument("--knn-reference", metavar="DIR",
+                   help="the generator's training images, for --knn (default: REAL); REAL's own rates "
+                        "against it are printed beside them as the chance level")
     p.add_argument("--knn", action="store_true", help="k-NN copy / real / non-real sets (k=5) in --cell")
     p.add_argument("--tsne", metavar="PNG", help="t-SNE plot of real and synthetic features in --cell")
     p.add_argument("--cell", metavar="NAME:PX",
@@ -43,7 +49,8 @@ def register(subparsers) -> None:
     p.add_argument("--keep", type=int, metavar="N",
                    help="features kept per set and cell for the extras (default 2000)")
     p.add_argument("--save-stats", metavar="DIR", help="save each set's statistics under DIR")
-    p.add_argument("--seed", type=int, default=0, help="seed of the kept sample, bootstrap and t-SNE")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the kept sample, the reference's splits, bootstrap and t-SNE")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -79,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     result = mmfid(real, sets, suite, scales=args.scales, batch_size=args.batch_size, device=args.device,
                    normalization=args.normalization, keep=args.keep, bootstrap=args.bootstrap, knn=args.knn,
                    cell=cell, tsne=args.tsne, save_stats=args.save_stats, seed=args.seed,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, knn_reference=args.knn_reference)
     _print(result)
     if args.out:
         result.save(args.out)
@@ -87,20 +94,47 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interval(result, name: str, metric: str) -> str:
+    got = result.extras.get("intervals", {}).get(name, {}).get(metric)
+    if not got:
+        return ""
+    lo, hi = got["interval"]
+    return f" [{lo:.4g}, {hi:.4g}]"
+
+
 def _print(result) -> None:
     width = max(len(e) for e in result.extractors) + 2
     head = "".join(f"{s:>12d}" for s in result.scales)
     print(f"real: {result.n_real} images; normalization: {result.normalization}")
+    if result.reference.get("status") == "small":
+        print(f"warning: {result.reference['message']}")
     for name in result.fd:
         print(f"\n{name} ({result.n_syn[name]} images)")
-        for title, tab in (("FD", result.fd[name]), ("FD normalized", result.fd_norm[name]),
-                           ("STD", result.std[name]), ("STD normalized", result.std_norm[name])):
+        tables = [("FD", result.fd[name]), ("FD normalized", result.fd_norm[name]),
+                  ("STD", result.std[name]), ("STD normalized", result.std_norm[name])]
+        if name in result.kid_norm:
+            tables.append(("KID normalized", result.kid_norm[name]))
+        for title, tab in tables:
             print(f"  {title:<{width}}{head}")
             for e, row in zip(result.extractors, tab):
                 print(f"  {e:<{width}}" + "".join(f"{v:12.5g}" for v in row))
         (m, sd), (ms, ssd) = result.mm_fid[name], result.mm_std[name]
-        print(f"  MM-FID {m:.4f} (std {sd:.4f})   MM-STD {ms:.4f} (std {ssd:.4f})")
+        line = (f"  MM-FID {m:.4f}{_interval(result, name, 'mm_fid')} (cells' std {sd:.4f})   "
+                f"MM-STD {ms:.4f}{_interval(result, name, 'mm_std')}")
+        if name in result.mm_kid:
+            line += f"   KID {result.mm_kid[name][0]:.4g}{_interval(result, name, 'kid')}"
+        print(line)
+        if result.extras.get("intervals"):
+            conf = result.extras["intervals"][name]["mm_fid"]["confidence"]
+            print(f"  [ ]: {conf:.0%} intervals, bootstrap over {result.extras['intervals'][name]['mm_fid']['unit']}")
+    for pair, by_metric in result.extras.get("comparisons", {}).items():
+        for metric, r in by_metric.items():
+            lo, hi = r["interval"]
+            print(f"{pair} {metric}: difference {r['difference']:+.4g} [{lo:+.4g}, {hi:+.4g}], "
+                  f"p = {r['p_value']:.3g} (unit: {r['unit']})")
     for pair, r in result.extras.get("wilcoxon", {}).items():
-        print(f"Wilcoxon {pair}: FD p={r['fd']['pvalue']:.4g}, STD p={r['std']['pvalue']:.4g}")
+        print(f"Wilcoxon over cells (the paper's test; cells are not independent) {pair}: "
+              f"FD p={r['fd']['pvalue']:.4g}, STD p={r['std']['pvalue']:.4g}")
     for name, r in result.extras.get("knn", {}).items():
-        print(f"k-NN sets {name}: " + ", ".join(f"{k} {v:.1%}" for k, v in r["fractions"].items()))
+        if "fractions" in r:
+            print(f"k-NN sets {name}: " + ", ".join(f"{k} {v:.1%}" for k, v in r["fractions"].items()))

@@ -18,41 +18,62 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from umsynth.files import atomic_write_text
 from umsynth.frechet import frechet_distance_from_stats
+from umsynth.metrics import uncertainty
 from umsynth.metrics.extras import bootstrap_cells, tsne_plot, wilcoxon_pairs
 from umsynth.metrics.knn import knn_sets
-from umsynth.metrics.normalize import cross_set_normalize, mm_summary, reference_normalize
-from umsynth.files import atomic_write_text
+from umsynth.metrics.normalize import cross_set_normalize, mm_summary
+from umsynth.metrics.reference import DEFAULT_SPLITS, MIN_REAL, reference_status
 from umsynth.metrics.streaming import FEATURE_BUFFER_ELEMENTS, SetStats, stream_stats
+from umsynth.metrics.uncertainty import CellFeatures, geometric_mean
 from umsynth.stats import FeatureStats
 
 __all__ = ["DEFINITIONS", "mmfid", "MMFIDOptions", "MMFIDResult", "SetStats", "stream_stats", "DEFAULT_KEEP",
            "FEATURE_BUFFER_ELEMENTS", "NORMALIZATIONS"]
 
-# Features kept per (set, cell) for k-NN sets, bootstrap and t-SNE when they are asked for.
+# Features kept per (set, cell): the calibrated reference, KID, intervals and the extras use them.
 DEFAULT_KEEP = 2000
 NORMALIZATIONS = ("auto", "reference", "cross-set")
 
 DEFINITIONS = """\
 A suite has K feature networks and S scales. Every image is resized once to each scale
 (square, bilinear, antialiased), scaled to [-1, 1], and fed to every network; each
-(network, scale) cell gets its own streaming mean and covariance.
+(network, scale) cell gets its own streaming mean and covariance, and the features of a
+uniform sample of up to --keep images (default 2000: all of a typical medical set).
 
-  FD[k, s]  = Fréchet distance between the Gaussians of real and synthetic features
-              (exact, umsynth.frechet_distance_from_stats; unbiased covariances).
+  FD[k, s]  = Fréchet distance between the Gaussians of all real and all synthetic
+              features (exact; unbiased covariances). Raw, as pytorch-fid reports it.
   STD[k, s] = mean over feature dimensions of the standard deviation (ddof 0) of the
               synthetic features (higher: more varied).
 
-Normalization "reference" (default for one synthetic set):
-  FD_n[k, s]  = FD[k, s] / FD(real images with even index, real images with odd index)
-  STD_n[k, s] = STD[k, s] / STD of the real features
-  (1 = as far as one half of the real data is from the other; as varied as the real data.)
-Normalization "cross-set" (default for several sets; MedSynAnalyzer's procedure):
-  row k of FD (and of STD) is taken over all sets and scales and divided by its L2 norm.
-  It is scale-blind and only ranks sets against each other.
+Normalization "reference" (the default): a calibrated ratio per cell.
+  FD_n[k, s] = mean FD(A, synthetic chunk) / mean FD(A, B): A is a random half of the
+              real images, B the other half, the synthetic chunks hold as many images as
+              B, and both means run over 16 random splits. Numerator and denominator are
+              distances between samples of the same sizes, so they carry the same
+              finite-sample bias: a synthetic set drawn from the real distribution scores
+              about 1 at any sample size; worse sets score above 1.
+  STD_n[k, s] = STD[k, s] / STD of the real features (1: as varied as the real data).
+  KID_n[k, s] = unbiased MMD^2 (cubic polynomial kernel, Binkowski et al. 2018) between
+              real and synthetic features, divided by the spread of the real features in
+              the kernel's space; about 0 for a perfect set at any size, above 0 otherwise.
+  MM-FID = geometric mean of FD_n over the K x S cells (a ratio: no single cell can
+           dominate it); MM-STD likewise; MM-KID = mean of KID_n. The arithmetic means
+           (the paper's summary) are reported as mm_fid_mean / mm_std_mean.
+  With fewer than 20 real images the reference compares tiny halves: the result says so.
+Normalization "cross-set" (MedSynAnalyzer's procedure, kept exactly as the authors do it):
+  row k of FD (and of STD) is taken over all sets and scales and divided by its L2 norm;
+  MM-FID is the arithmetic mean of the cells. It is scale-blind: it only ranks sets.
 
-  MM-FID = mean of FD_n over the K x S cells (reported with its std, ddof 0); lower is better.
-  MM-STD = mean of STD_n over the cells (with its std); closer to the real data is better.
+Uncertainty comes from the images, never from the cells: the interval of MM-FID (and
+MM-STD, KID) is a percentile bootstrap over real and synthetic images (over source cases
+when the images record them), the same draw in every cell; the difference of two sets
+has a bootstrap interval and a permutation p-value (images of the two sets exchanged;
+paired sets: swapped case by case). The Wilcoxon signed-rank test over the K x S cells
+is the paper's procedure, reported for comparison only: the cells are the same two
+image sets seen through correlated networks and scales, not independent replicates, so
+its p-value overstates the evidence.
 """
 
 
@@ -75,13 +96,16 @@ class MMFIDOptions:
     device : str
         torch device (``cpu``, ``cuda``, ``cuda:1``). Default ``cpu``.
     normalization : {"auto", "reference", "cross-set"}
-        ``auto`` (default): ``reference`` for one set, ``cross-set`` for several.
+        ``auto`` (default) is ``reference``, the calibrated ratio (see :data:`DEFINITIONS`);
+        ``cross-set`` is MedSynAnalyzer's L2 normalization across sets.
     keep : int, optional
-        Features kept per set and cell (a seeded uniform sample) for the extras; default
-        :data:`DEFAULT_KEEP` when an extra is asked for, else 0 (see :attr:`kept_features`).
+        Features kept per set and cell (a seeded uniform sample; default
+        :data:`DEFAULT_KEEP`). The calibrated reference, KID and the intervals use them.
     bootstrap : int
-        Resamples for per-cell percentile confidence intervals of FD (0, the default: none).
-        They use the kept features (all of them when the set is no larger than ``keep``).
+        Resamples for the image-level intervals of MM-FID, MM-STD and MM-KID of every set,
+        the comparisons of every pair of sets (``extras["intervals"]``,
+        ``extras["comparisons"]``), and per-cell percentile intervals of FD (0, the default:
+        none; :meth:`MMFIDResult.interval` and :meth:`MMFIDResult.compare` work either way).
     confidence : float
         Level of the bootstrap intervals, in (0, 1). Default 0.95.
     knn : bool
@@ -100,6 +124,15 @@ class MMFIDOptions:
         Seeds the kept sample, the bootstrap and t-SNE. Default 0.
     progress : bool
         Show progress bars. Default True.
+    sources : dict of str -> sequence, optional
+        Set name -> the source case of each of its images (in the set's order). Sets made
+        from the same cases are then compared in pairs, case by case, and resampled by case.
+    knn_reference : images or SetStats, optional
+        The images the generator was trained on, for the k-NN sets (default: the real set).
+        The held-out real images' rates against the same reference are reported beside them,
+        so that copies can be read against what chance gives.
+    splits : int
+        Random real splits of the calibrated reference (default 16).
 
     Raises
     ------
@@ -122,6 +155,9 @@ class MMFIDOptions:
     save_stats: str | os.PathLike | None = None
     seed: int = 0
     progress: bool = True
+    sources: dict | None = None
+    knn_reference: object = None
+    splits: int = DEFAULT_SPLITS
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
@@ -142,6 +178,15 @@ class MMFIDOptions:
         self.k = _integer(self.k, "k")
         if self.knn and self.k < 2:
             raise ValueError(f"k must be >= 2 (the image itself counts), got {self.k}")
+        self.splits = _integer(self.splits, "splits")
+        if self.splits < 1:
+            raise ValueError(f"splits must be >= 1, got {self.splits}")
+        if self.normalization != "cross-set" and self.kept_features < MIN_REAL:
+            raise ValueError(f"normalization {self.normalization!r} needs kept features: keep must be >= "
+                             f"{MIN_REAL}, got {self.keep} (or use normalization='cross-set')")
+        if self.sources is not None and not isinstance(self.sources, dict):
+            raise TypeError(f"sources must be a dict of set name -> source id per image, "
+                            f"got {type(self.sources).__name__}")
 
     @property
     def extras_wanted(self) -> bool:
@@ -150,10 +195,8 @@ class MMFIDOptions:
 
     @property
     def kept_features(self) -> int:
-        """Features kept per set and cell: ``keep``, or its default."""
-        if self.keep is not None:
-            return self.keep
-        return DEFAULT_KEEP if self.extras_wanted else 0
+        """Features kept per set and cell: ``keep``, or :data:`DEFAULT_KEEP`."""
+        return DEFAULT_KEEP if self.keep is None else self.keep
 
 
 def _integer(value, name: str) -> int:
@@ -229,8 +272,9 @@ def mmfid(real, synthetic, suite, *, options: MMFIDOptions | None = None, **kwar
 
     kw = dict(suite=suite, batch_size=opts.batch_size, device=device, keep=opts.kept_features, seed=opts.seed,
               progress=opts.progress)
-    real_stats = _set_stats(real, "real", True, opts.extras_wanted, extractors, scales, kw)
-    syn_stats = {name: _set_stats(images, str(name), False, opts.extras_wanted, extractors, scales, kw)
+    need = opts.extras_wanted or opts.normalization != "cross-set"
+    real_stats = _set_stats(real, "real", True, need, extractors, scales, kw)
+    syn_stats = {name: _set_stats(images, str(name), False, need, extractors, scales, kw)
                  for name, images in sets.items()}
     if opts.save_stats is not None:
         _save_stats(opts.save_stats, real_stats, syn_stats)
@@ -239,10 +283,11 @@ def mmfid(real, synthetic, suite, *, options: MMFIDOptions | None = None, **kwar
     fd, std = {}, {}
     for name, st in syn_stats.items():
         fd[name], std[name] = cell_tables(real_stats, st, extractors, scales)
+    features = _cell_features(real_stats, syn_stats, extractors, scales, opts.sources)
     result = _normalized_result(extractors, scales, real_stats.n, {k: v.n for k, v in syn_stats.items()},
-                                fd_ref, std_real, fd, std, opts.normalization,
+                                fd_ref, std_real, fd, std, opts.normalization, features, opts,
                                 suite={"digest": suite.digest(), "path": suite_path, "members": extractors})
-    _add_extras(result, real_stats, syn_stats, cell, opts)
+    _add_extras(result, real_stats, syn_stats, cell, opts, kw)
     return result
 
 
@@ -273,40 +318,117 @@ def _save_stats(folder, real: SetStats, synthetic: dict) -> None:
         st.save(os.path.join(os.fspath(folder), "synthetic", str(name)))
 
 
+def _cell_features(real: SetStats, synthetic: dict, extractors, scales, sources) -> CellFeatures | None:
+    """The kept features of every set, cell by cell, with each kept image's source case; None if any set has none."""
+    cells = [(e, s) for e in extractors for s in scales]
+    if not real.kept or any(not st.kept for st in synthetic.values()):
+        return None
+    src = {}
+    for name, ids in (sources or {}).items():
+        if name not in synthetic:
+            raise ValueError(f"sources: no synthetic set named {name!r}; sets: {sorted(synthetic)}")
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.shape[0] != synthetic[name].n:
+            raise ValueError(f"sources[{name!r}] must give one source id per image ({synthetic[name].n}), "
+                             f"got shape {ids.shape}")
+        src[name] = ids[synthetic[name].kept_index]
+    return CellFeatures(cells, {c: real.kept[c] for c in cells},
+                        {name: {c: st.kept[c] for c in cells} for name, st in synthetic.items()}, src)
+
+
 def _normalized_result(extractors, scales, n_real: int, n_syn: dict, fd_ref, std_real, fd: dict, std: dict,
-                       normalization: str, suite: dict) -> MMFIDResult:
-    """The raw tables normalized (``auto``: reference for one set, cross-set for several) and summarised."""
+                       normalization: str, features: CellFeatures | None, opts: MMFIDOptions,
+                       suite: dict) -> MMFIDResult:
+    """The tables normalized (``auto`` is the calibrated ``reference``) and summarised."""
     if normalization == "auto":
-        normalization = "reference" if len(fd) == 1 else "cross-set"
+        normalization = "reference"
+    shape = (len(extractors), len(scales))
+    calibrated = {}
+    if features is not None:
+        for name in fd:
+            calibrated[name] = uncertainty.summaries(features.real, features.sets[name], features.cells,
+                                                     splits=opts.splits, seed=opts.seed)
+    elif normalization == "reference":
+        raise ValueError("normalization 'reference' needs the images' features, which these statistics do not "
+                         "hold (saved before features were kept?): pass the images, or normalization='cross-set'")
     if normalization == "reference":
-        fd_norm, std_norm = reference_normalize(fd, fd_ref), reference_normalize(std, std_real)
+        fd_norm = {k: v["mm_fid_cells"].reshape(shape) for k, v in calibrated.items()}
+        std_norm = {k: v["mm_std_cells"].reshape(shape) for k, v in calibrated.items()}
+        summary = {k: (geometric_mean(v), float(v.std())) for k, v in fd_norm.items()}
+        summary_std = {k: (geometric_mean(v), float(v.std())) for k, v in std_norm.items()}
     else:
         fd_norm, std_norm = cross_set_normalize(fd), cross_set_normalize(std)
-    return MMFIDResult(extractors, scales, n_real, fd_ref, std_real, fd, std, n_syn, normalization, fd_norm,
-                       std_norm, {k: mm_summary(v) for k, v in fd_norm.items()},
-                       {k: mm_summary(v) for k, v in std_norm.items()}, suite=suite)
+        summary = {k: mm_summary(v) for k, v in fd_norm.items()}
+        summary_std = {k: mm_summary(v) for k, v in std_norm.items()}
+    result = MMFIDResult(extractors, scales, n_real, fd_ref, std_real, fd, std, n_syn, normalization, fd_norm,
+                         std_norm, summary, summary_std, suite=suite)
+    result.mm_fid_mean = {k: mm_summary(v) for k, v in fd_norm.items()}
+    result.mm_std_mean = {k: mm_summary(v) for k, v in std_norm.items()}
+    for k, v in calibrated.items():
+        result.fd_reference[k] = v["fd_den"].reshape(shape)
+        result.fd_comparison[k] = v["fd_num"].reshape(shape)
+        result.kid_norm[k] = v["kid_cells"].reshape(shape)
+        result.mm_kid[k] = (v["kid"], float(v["kid_cells"].std()))
+    result.reference = {**reference_status(n_real), "splits": opts.splits,
+                        "kept_real": None if features is None else features.n_real}
+    result._features, result._seed = features, opts.seed
+    return result
 
 
-def _add_extras(result: MMFIDResult, real: SetStats, synthetic: dict, cell, opts: MMFIDOptions) -> None:
-    """Bootstrap intervals, k-NN sets, Wilcoxon tests (several sets) and t-SNE, into ``result.extras``."""
+def _add_extras(result: MMFIDResult, real: SetStats, synthetic: dict, cell, opts: MMFIDOptions, kw: dict) -> None:
+    """Intervals and comparisons, per-cell bootstrap, k-NN sets, Wilcoxon tests and t-SNE, into ``result.extras``."""
     extractors, scales = result.extractors, result.scales
     if opts.bootstrap:
-        reference = result.fd_ref if result.normalization == "reference" else None
         result.extras["bootstrap"] = {name: bootstrap_cells(real, st, extractors, scales, opts.bootstrap,
-                                                            opts.confidence, opts.seed, reference)
+                                                            opts.confidence, opts.seed)
                                       for name, st in synthetic.items()}
+        if result._features is not None:
+            result.extras["intervals"] = {name: {m: uncertainty.interval(result._features, name, m, opts.confidence,
+                                                                         resamples=opts.bootstrap, seed=opts.seed)
+                                                 for m in uncertainty.METRICS}
+                                          for name in synthetic}
+            result.extras["comparisons"] = {f"{a} vs {b}": {m: result.compare(a, b, metric=m,
+                                                                              confidence=opts.confidence,
+                                                                              resamples=opts.bootstrap,
+                                                                              permutations=opts.bootstrap)
+                                                            for m in uncertainty.METRICS}
+                                            for a, b in itertools.combinations(list(synthetic), 2)}
     if opts.knn:
-        result.extras["knn"] = {}
-        for name, st in synthetic.items():
-            got = knn_sets(real.kept[cell], st.kept[cell], k=opts.k)
-            result.extras["knn"][name] = {"cell": list(cell), "k": got["k"], "counts": got["counts"],
-                                          "fractions": got["fractions"], "images": int(got["labels"].size)}
+        result.extras["knn"] = _knn(real, synthetic, cell, opts, kw)
     if len(synthetic) > 1:
         result.extras["wilcoxon"] = wilcoxon_pairs(result.fd_norm, result.std_norm)
     if opts.tsne is not None:
         tsne_plot({"real": real.kept[cell], **{n: s.kept[cell] for n, s in synthetic.items()}},
                   opts.tsne, title=f"t-SNE of {cell[0]} features at {cell[1]} px", seed=opts.seed)
         result.extras["tsne"] = {"path": os.fspath(opts.tsne), "cell": list(cell)}
+
+
+def _knn(real: SetStats, synthetic: dict, cell, opts: MMFIDOptions, kw: dict) -> dict:
+    """k-NN sets of every synthetic set against the reference images, and the held-out real images' rates.
+
+    With ``knn_reference`` (the generator's training images), every real image is held out
+    and gets its rates against that reference. Without it the real images are the
+    reference; their chance rates then come from a split: the even-indexed kept real images
+    against the odd ones.
+    """
+    def entry(ref, x):
+        got = knn_sets(ref, x, k=opts.k)
+        return {"cell": list(cell), "k": got["k"], "counts": got["counts"], "fractions": got["fractions"],
+                "images": int(got["labels"].size), "reference_images": int(len(ref))}
+
+    real_f = real.kept[cell]
+    if opts.knn_reference is not None:
+        ref = _set_stats(opts.knn_reference, "knn_reference", False, True, [cell[0]], [cell[1]], kw).kept[cell]
+        held, what = real_f, "real images (all held out)"
+    else:
+        ref, held, what = real_f, None, "odd-indexed kept real images against the even-indexed ones"
+    out = {name: entry(ref, st.kept[cell]) for name, st in synthetic.items()}
+    try:
+        chance = entry(ref, held) if held is not None else entry(real_f[0::2], real_f[1::2])
+    except ValueError as exc:  # too few real images for a k-NN radius
+        chance = {"error": str(exc)}
+    out["held-out real"] = {**chance, "what": what}
+    return out
 
 
 def _set_stats(images, name: str, split: bool, extras: bool, extractors, scales, kw) -> SetStats:
@@ -322,8 +444,9 @@ def _set_stats(images, name: str, split: bool, extras: bool, extractors, scales,
     if split and images.halves is None:
         raise ValueError(f"{name}: the real statistics were made without the even/odd halves")
     if extras and not images.kept:
-        raise ValueError(f"{name}: bootstrap, k-NN sets and t-SNE need features, which saved statistics "
-                         "do not hold; pass the images")
+        raise ValueError(f"{name}: the calibrated reference, KID, intervals, k-NN sets and t-SNE need features, "
+                         "which these saved statistics do not hold; pass the images, or use "
+                         "normalization='cross-set' without extras")
     return images
 
 
@@ -393,17 +516,29 @@ class MMFIDResult:
         Column names (S).
     n_real : int
     fd_ref, std_real : numpy.ndarray (K, S)
-        FD between the real halves, and STD of the real features.
+        FD between the even- and odd-indexed real images (the old, uncalibrated reference,
+        kept for comparison), and STD of the real features.
     fd, std : dict of set name -> numpy.ndarray (K, S)
-        Raw tables.
+        Raw tables (all images).
     normalization : str
-        ``reference`` or ``cross-set``: the one used for ``mm_fid`` / ``mm_std``.
+        ``reference`` (calibrated) or ``cross-set``: the one used for ``mm_fid`` / ``mm_std``.
     fd_norm, std_norm : dict of set name -> numpy.ndarray (K, S)
         Normalized tables (chosen normalization).
-    mm_fid, mm_std : dict of set name -> (mean, std)
+    mm_fid, mm_std : dict of set name -> (summary, std of the cells)
+        The summary is the geometric mean of the cells under ``reference`` and the
+        arithmetic mean under ``cross-set`` (the authors' procedure).
+    mm_fid_mean, mm_std_mean : dict of set name -> (mean, std)
+        Arithmetic means of the normalized cells, as the paper reports them.
+    fd_comparison, fd_reference : dict of set name -> numpy.ndarray (K, S)
+        The two averages of the calibrated ratio per cell (FD_n = comparison / reference).
+    kid_norm : dict of set name -> numpy.ndarray (K, S)
+        KID per cell, divided by the real features' spread in the kernel's space.
+    mm_kid : dict of set name -> (mean, std)
+    reference : dict
+        ``status`` ("ok" or "small"), ``message``, ``splits``, ``kept_real``.
     n_syn : dict of set name -> int
     extras : dict
-        ``bootstrap``, ``knn``, ``wilcoxon``, ``tsne`` when computed.
+        ``intervals``, ``comparisons``, ``bootstrap``, ``knn``, ``wilcoxon``, ``tsne`` when computed.
     """
 
     extractors: list
@@ -421,6 +556,56 @@ class MMFIDResult:
     mm_std: dict = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
     suite: dict = field(default_factory=dict)
+    mm_fid_mean: dict = field(default_factory=dict)
+    mm_std_mean: dict = field(default_factory=dict)
+    fd_comparison: dict = field(default_factory=dict)
+    fd_reference: dict = field(default_factory=dict)
+    kid_norm: dict = field(default_factory=dict)
+    mm_kid: dict = field(default_factory=dict)
+    reference: dict = field(default_factory=dict)
+    _features: CellFeatures | None = field(default=None, repr=False, compare=False)
+    _seed: int = field(default=0, repr=False, compare=False)
+
+    def _need_features(self) -> CellFeatures:
+        if self._features is None:
+            raise ValueError("this result holds no per-image features (statistics loaded without them, or "
+                             "keep=0): intervals and comparisons need them")
+        return self._features
+
+    def interval(self, name: str, confidence: float = 0.95, *, metric: str = "mm_fid",
+                 resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int | None = None) -> tuple[float, float]:
+        """Confidence interval of one set's MM-FID (or ``metric="mm_std"`` / ``"kid"``).
+
+        A percentile bootstrap over images: real and synthetic images are drawn with
+        replacement (source cases, when the set records them), the same draw for every
+        cell, and the calibrated summary is recomputed (4 random real splits a replicate,
+        so the split noise is inside the interval).
+
+        Returns
+        -------
+        (float, float)
+            (low, high) at ``confidence``.
+        """
+        got = uncertainty.interval(self._need_features(), name, metric, confidence, resamples=resamples,
+                                   seed=self._seed if seed is None else seed)
+        return got["interval"]
+
+    def compare(self, a: str, b: str, *, metric: str = "mm_fid", confidence: float = 0.95,
+                resamples: int = uncertainty.DEFAULT_RESAMPLES,
+                permutations: int = uncertainty.DEFAULT_PERMUTATIONS, seed: int | None = None) -> dict:
+        """The difference ``metric(a) - metric(b)`` with a bootstrap interval and a permutation p-value.
+
+        Images are the replication unit (source cases, paired, when both sets record the
+        same cases: ``mmfid(..., sources=...)``); see :func:`umsynth.metrics.uncertainty.compare`.
+
+        Returns
+        -------
+        dict
+            ``difference``, ``interval`` (low, high), ``p_value``, ``unit``, and the settings.
+        """
+        return uncertainty.compare(self._need_features(), a, b, metric, confidence, resamples=resamples,
+                                   permutations=permutations, seed=self._seed if seed is None else seed,
+                                   splits=self.reference.get("splits", uncertainty.DEFAULT_SPLITS))
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tables as nested lists, rows = extractors, columns = scales)."""
@@ -430,14 +615,25 @@ class MMFIDResult:
                        "fd_normalized": self.fd_norm[k].tolist(), "std_normalized": self.std_norm[k].tolist(),
                        "mm_fid": self.mm_fid[k][0], "mm_fid_std": self.mm_fid[k][1],
                        "mm_std": self.mm_std[k][0], "mm_std_std": self.mm_std[k][1]}
-            for extra in ("bootstrap", "knn"):
+            if k in self.mm_fid_mean:
+                sets[k]["mm_fid_mean"] = self.mm_fid_mean[k][0]
+                sets[k]["mm_std_mean"] = self.mm_std_mean[k][0]
+            if k in self.mm_kid:
+                sets[k].update(mm_kid=self.mm_kid[k][0], mm_kid_std=self.mm_kid[k][1],
+                               kid_normalized=self.kid_norm[k].tolist(),
+                               fd_comparison=self.fd_comparison[k].tolist(),
+                               fd_reference=self.fd_reference[k].tolist())
+            for extra in ("bootstrap", "knn", "intervals"):
                 if k in self.extras.get(extra, {}):
                     sets[k][extra] = self.extras[extra][k]
         out = {"definitions": DEFINITIONS, "normalization": self.normalization, "extractors": self.extractors,
                "scales": self.scales, "suite": self.suite, "n_real": self.n_real,
-               "reference": {"fd_real_halves": self.fd_ref.tolist(), "std_real": self.std_real.tolist()},
+               "reference": {**self.reference, "fd_real_halves": self.fd_ref.tolist(),
+                             "std_real": self.std_real.tolist()},
                "sets": sets}
-        for extra in ("wilcoxon", "tsne"):
+        if "held-out real" in self.extras.get("knn", {}):
+            out["knn_held_out_real"] = self.extras["knn"]["held-out real"]
+        for extra in ("comparisons", "wilcoxon", "tsne"):
             if extra in self.extras:
                 out[extra] = self.extras[extra]
         return out

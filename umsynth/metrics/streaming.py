@@ -21,7 +21,7 @@ import numpy as np
 from umsynth.files import atomic_write, atomic_write_text
 from umsynth.stats import FeatureStats
 
-__all__ = ["SetStats", "stream_stats", "SETSTATS_FORMAT", "SETSTATS_MANIFEST",
+__all__ = ["SetStats", "stream_stats", "KEPT_FILE", "SETSTATS_FORMAT", "SETSTATS_MANIFEST",
            "FEATURE_BUFFER_ELEMENTS"]
 
 SETSTATS_FORMAT = "umsynth-mmfid-set-stats"
@@ -58,9 +58,9 @@ class SetStats:
     kept_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def save(self, folder: str | os.PathLike) -> None:
-        """Write the statistics to a folder: one FeatureStats .npz per cell (and half), and
-        ``setstats.json`` listing them, written last so that a folder with it is complete.
-        Kept features are not saved."""
+        """Write the statistics to a folder: one FeatureStats .npz per cell (and half), the kept
+        features in ``kept.npz`` (indices and one array per cell, in the manifest's cell order),
+        and ``setstats.json`` listing them, written last so that a folder with it is complete."""
         folder = os.fspath(folder)
         os.makedirs(folder, exist_ok=True)
         entries = []
@@ -72,6 +72,12 @@ class SetStats:
             entries.append({"extractor": e, "scale": s, "files": files})
         manifest = {"format": SETSTATS_FORMAT, "version": 1, "n": self.n, "split": self.halves is not None,
                     "cells": entries}
+        if self.kept:
+            order = [(e["extractor"], e["scale"]) for e in entries]
+            arrays = {"index": np.asarray(self.kept_index, dtype=np.int64),
+                      **{f"cell{i}": np.asarray(self.kept[c], dtype=np.float64) for i, c in enumerate(order)}}
+            atomic_write(os.path.join(folder, KEPT_FILE), lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
+            manifest["kept"] = {"file": KEPT_FILE, "images": int(len(self.kept_index))}
         atomic_write_text(os.path.join(folder, SETSTATS_MANIFEST), json.dumps(manifest, indent=1) + "\n")
 
     @classmethod
@@ -101,15 +107,33 @@ class SetStats:
             cells[key] = parts[0]
             if manifest["split"]:
                 even[key], odd[key] = parts[1], parts[2]
-        return cls(int(manifest["n"]), cells, (even, odd) if manifest["split"] else None)
+        kept, index = {}, np.zeros(0, dtype=np.int64)
+        if manifest.get("kept"):
+            kept_path = os.path.join(folder, KEPT_FILE)
+            try:
+                with np.load(kept_path, allow_pickle=False) as f:
+                    index = np.asarray(f["index"], dtype=np.int64)
+                    kept = {(e["extractor"], int(e["scale"])): np.asarray(f[f"cell{i}"], dtype=np.float64)
+                            for i, e in enumerate(manifest["cells"])}
+            except (OSError, KeyError, ValueError) as exc:
+                raise ValueError(f"cannot read {kept_path}: {exc}") from None
+            if any(v.shape[0] != index.shape[0] for v in kept.values()):
+                raise ValueError(f"{kept_path}: the kept features and their indices differ in length")
+        return cls(int(manifest["n"]), cells, (even, odd) if manifest["split"] else None, kept, index)
 
     @staticmethod
     def is_folder(path) -> bool:
         """Whether ``path`` is a folder written by :meth:`save` (it holds ``setstats.json``)."""
         return isinstance(path, (str, os.PathLike)) and os.path.isfile(os.path.join(path, SETSTATS_MANIFEST))
 
-    def merge(self, other: "SetStats") -> "SetStats":
-        """Add another shard's statistics, cell by cell, exactly (in place; kept features dropped)."""
+    def merge(self, other: "SetStats", keep: int | None = None, seed: int = 0) -> "SetStats":
+        """Add another shard's statistics, cell by cell, exactly (in place).
+
+        The other shard's images follow this one's (its indices are offset by ``self.n``).
+        Kept features are pooled when both shards hold them (else dropped); beyond ``keep``
+        (default: the larger of the two kept samples, at least 2000) a seeded sample is
+        taken from each shard in proportion to the images it stands for.
+        """
         if set(other.cells) != set(self.cells):
             raise ValueError("cannot merge statistics of different cells (another suite or other scales)")
         if (self.halves is None) != (other.halves is None):
@@ -119,9 +143,29 @@ class SetStats:
             if self.halves:
                 self.halves[0][key].merge(other.halves[0][key])
                 self.halves[1][key].merge(other.halves[1][key])
+        self.kept, self.kept_index = _pool_kept(self, other, keep, seed)
         self.n += other.n
-        self.kept, self.kept_index = {}, np.zeros(0, dtype=np.int64)
         return self
+
+
+KEPT_FILE = "kept.npz"
+
+
+def _pool_kept(a: SetStats, b: SetStats, keep: int | None, seed: int) -> tuple[dict, np.ndarray]:
+    """Kept features of two shards pooled (b's indices after a's images), capped at ``keep``."""
+    if not a.kept or not b.kept or set(a.kept) != set(b.kept):
+        return {}, np.zeros(0, dtype=np.int64)
+    cap = max(len(a.kept_index), len(b.kept_index), 2000) if keep is None else int(keep)
+    na, nb = len(a.kept_index), len(b.kept_index)
+    take_a, take_b = np.arange(na), np.arange(nb)
+    if na + nb > cap:
+        rng = np.random.default_rng(seed)
+        share = int(round(cap * a.n / max(a.n + b.n, 1)))
+        share = min(max(share, cap - nb), na)
+        take_a = np.sort(rng.choice(na, share, replace=False))
+        take_b = np.sort(rng.choice(nb, min(cap - share, nb), replace=False))
+    kept = {c: np.concatenate([a.kept[c][take_a], b.kept[c][take_b]]) for c in a.kept}
+    return kept, np.concatenate([a.kept_index[take_a], b.kept_index[take_b] + a.n])
 
 
 # --------------------------------------------------------------------------- the pass
