@@ -178,5 +178,7 @@ def test_perfect_generators_make_no_claim_significant(demo_dir):
     for claim, v in verdict.items():
         assert v["verdict"] == "inconclusive at this budget", (claim, v)
         assert v["p_value"] >= 0.05, (claim, v)
-    # the same evaluation does see damage: the degraded control scores worse than the real one
-    assert mm["sets"]["degraded"]["mm_fid"] > mm["sets"]["real"]["mm_fid"]
+    # the recorded sources are the pool cases in the controls' order: the perfect sets are the
+    # "real" control image for image, so they score what it scores
+    for model in ("v2um2i", "v2m2i"):
+        assert mm["sets"][model]["mm_fid"] == pytest.approx(mm["sets"]["real"]["mm_fid"], rel=1e-9)

@@ -32,6 +32,9 @@ def test_degrade_blurs_and_adds_noise():
 ])
 def test_verdict_follows_the_interval(interval, better, want):
     assert verdict_of(interval, better) == want
+    assert verdict_of(interval, better, p_value=0.01) == want
+    # an interval off 0 beside a p-value that says nothing is not a finding
+    assert verdict_of(interval, better, p_value=0.3) == VERDICTS[2]
 
 
 def test_seed_summary_is_the_t_interval():

@@ -11,7 +11,7 @@ Claims tested (the seed README's): V2UM2I beats V2M2I on
   trained on the labelled real cases plus the set.
 
 Each claim gets the difference V2UM2I - V2M2I, a 95 % interval and a p-value from an
-independent unit: with several training seeds, the seeds (a t interval over the per-seed
+independent unit (the verdict needs both: the interval wholly on one side of 0 and p < 0.05): with several training seeds, the seeds (a t interval over the per-seed
 differences); with one, the source cases resampled in pairs (MM-FID, MM-STD) or the test
 images and segmenter seeds (utility). Never from the K x S cells of one MM-FID table.
 """
@@ -33,6 +33,7 @@ CONTROLS = ("real", "degraded")
 #: claim -> (metric, +1 when higher is better for V2UM2I, -1 when lower is)
 CLAIMS = {"fidelity": ("mm_fid", -1), "variety": ("mm_std", +1), "utility": ("mean_foreground_dice", +1)}
 VERDICTS = ("supported", "not supported", "inconclusive at this budget")
+_ALIASES = {"real": "real pool (control)", "degraded": "degraded (control)"}
 
 
 def degrade(images: np.ndarray, seed: int = 0, blur: float = 1.0, noise: float = 10.0) -> np.ndarray:
@@ -46,11 +47,17 @@ def degrade(images: np.ndarray, seed: int = 0, blur: float = 1.0, noise: float =
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def verdict_of(interval, better: int) -> str:
+def verdict_of(interval, better: int, p_value: float | None = None, alpha: float = 0.05) -> str:
     """"supported" when the whole interval lies on the better side of 0, "not supported" when
-    it lies wholly on the other side, else "inconclusive at this budget"."""
+    it lies wholly on the other side, else "inconclusive at this budget".
+
+    When a p-value is given it must agree (``p_value < alpha``): a bootstrap interval that
+    just misses 0 beside a permutation p-value of 0.3 is not evidence either way.
+    """
     lo, hi = interval
     if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return VERDICTS[2]
+    if p_value is not None and not p_value < alpha:
         return VERDICTS[2]
     if better * lo > 0 and better * hi > 0:
         return VERDICTS[0]
@@ -78,15 +85,17 @@ def seed_summary(diffs, confidence: float = 0.95) -> dict:
 
 
 def _interval(res, name: str, metric: str):
-    try:
-        return tuple(float(v) for v in res.interval(name, confidence=0.95, metric=metric)["interval"])
-    except (KeyError, ValueError):  # a metric the result does not carry
-        return (None, None)
+    got = res.interval(name, confidence=0.95, metric=metric)
+    got = got["interval"] if isinstance(got, dict) else got
+    return tuple(float(v) for v in got)
 
 
-def _scalar(table, name):
-    v = table.get(name) if hasattr(table, "get") else None
-    return None if v is None else float(v)
+def _summary(table: dict, name: str):
+    """The summary of one set from a result table (name -> (summary, spread of the cells))."""
+    v = table.get(name)
+    if v is None:
+        return None
+    return float(v[0] if isinstance(v, (tuple, list)) else v)
 
 
 def mmfid_sets(test_images: np.ndarray, sets: dict, sources: dict, suite, *, scales, device: str = "cpu",
@@ -114,22 +123,23 @@ def mmfid_sets(test_images: np.ndarray, sets: dict, sources: dict, suite, *, sca
     """
     from umsynth.metrics.mmfid import mmfid
 
-    res = mmfid(test_images, sets, suite, scales=scales, device=device, normalization="reference",
-                sources={k: np.asarray(v) for k, v in sources.items()}, knn=True, knn_reference=knn_reference,
-                tsne=tsne, seed=seed, progress=progress)
+    # the "real" control is a synthetic set to MM-FID: named apart from its real (test) set in figures
+    alias = {name: _ALIASES.get(name, name) for name in sets}
+    res = mmfid(test_images, {alias[k]: v for k, v in sets.items()}, suite, scales=scales, device=device,
+                normalization="reference", sources={alias[k]: np.asarray(v) for k, v in sources.items()}, knn=True,
+                knn_reference=knn_reference, tsne=tsne, seed=seed, progress=progress)
     out = {"sets": {}, "comparison": {}}
     for name in sets:
-        out["sets"][name] = {"mm_fid": _scalar(res.mm_fid, name), "mm_std": _scalar(res.mm_std, name),
-                             "kid": _scalar(res.kid, name),
-                             "mm_fid_interval": _interval(res, name, "mm_fid"),
-                             "mm_std_interval": _interval(res, name, "mm_std"),
-                             "kid_interval": _interval(res, name, "kid")}
+        a = alias[name]
+        out["sets"][name] = {"mm_fid": _summary(res.mm_fid, a), "mm_std": _summary(res.mm_std, a),
+                             "kid": _summary(res.mm_kid, a), "mm_fid_interval": _interval(res, a, "mm_fid"),
+                             "mm_std_interval": _interval(res, a, "mm_std"), "kid_interval": _interval(res, a, "kid")}
     a, b = MODELS
     if a in sets and b in sets:
         for metric in ("mm_fid", "mm_std", "kid"):
             c = dict(res.compare(a, b, metric=metric))
             out["comparison"][metric] = {k: c.get(k) for k in ("difference", "interval", "p_value", "unit")}
-    out["reference"] = res.reference if isinstance(res.reference, (dict, str)) else str(res.reference)
+    out["reference"] = {k: res.reference.get(k) for k in ("status", "message")}
     out["result"] = res.to_dict()
     return out
 
@@ -178,6 +188,6 @@ def judge(mm_by_seed: list[dict], utility_by_seed: list[dict]) -> dict:
         else:
             r = seed_summary([p["difference"] for p in pairs])
         r.update(metric=metric, better="higher" if better > 0 else "lower",
-                 verdict=verdict_of(r["interval"], better))
+                 verdict=verdict_of(r["interval"], better, r["p_value"]))
         out[claim] = r
     return out

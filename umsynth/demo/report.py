@@ -218,8 +218,8 @@ def _verdict_section(verdict: dict, warnings: dict) -> str:
                      _warn(warnings.get(f"verdict.{claim}"))])
     return ("<h2>Verdict</h2><p class='note'>The seed README's claim: V2UM2I beats V2M2I on fidelity, variety "
             "and utility. Difference = V2UM2I − V2M2I with its 95 % interval; “supported” only when the "
-            "whole interval lies on the better side of 0, “not supported” when it lies wholly on the other "
-            "side, otherwise “inconclusive at this budget”.</p>"
+            "whole interval lies on the better side of 0 and p &lt; 0.05, “not supported” when both say the "
+            "opposite, otherwise “inconclusive at this budget”.</p>"
             + _table(["claim", "metric", "difference", "95 % interval", "p-value", "independent unit", "verdict",
                       "warning"], rows))
 
