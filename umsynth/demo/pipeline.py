@@ -72,7 +72,7 @@ def _demo_discriminator() -> DiscriminatorConfig:
 
 @dataclass
 class DemoConfig:
-    """What the demo runs. Defaults fit in about 15 minutes on 2 CPU cores.
+    """What the demo runs. Defaults are sized for about 15 minutes on 2 idle CPU cores.
 
     Attributes
     ----------
