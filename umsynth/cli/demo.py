@@ -17,7 +17,7 @@ gets a verdict ("supported", "not supported", "inconclusive at this budget") fro
 interval of the difference. DIR/metrics.json and DIR/report.html. Re-running with the same
 options resumes: finished stages are skipped.
 
-Defaults take about 15 minutes on 2 CPU cores; --quick is a smoke test of a few minutes.
+Defaults are sized for about 15 minutes on 2 idle CPU cores; --quick is a smoke test of a few minutes.
 """
 
 
