@@ -133,6 +133,60 @@ def test_kernel_texture():
     assert hi_h / all_h > 0.5 > hi_s / all_s
 
 
+def _air_noise(kernel, size):
+    """Noise in air (the full view's corner, outside body and table) of one slice of `size` px."""
+    hu, _, tissues = phantom_volume(SEED, (1, size, size), kernel=kernel, fov="full", return_tissues=True)
+    k = size // 8
+    assert (tissues[0, :k + 2, :k + 2] == CODE["air"]).all()
+    patch = hu[0, 1:k + 1, 1:k + 1].astype(np.float64)
+    return patch - patch.mean()
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_kernel_noise_exists_at_every_size(size):
+    """The issue's check: in air, sharp-kernel noise >= 2x the smooth kernel's and >= 25 HU."""
+    smooth, sharp = _air_noise("smooth", size).std(), _air_noise("sharp", size).std()
+    assert sharp >= 25.0 and sharp >= 2 * smooth
+
+
+@pytest.mark.parametrize("size", [64, 128, 256, 512])
+def test_kernel_texture_at_every_size(size):
+    """Smooth noise is correlated between neighbours and sharp noise anticorrelated, at any size.
+
+    White noise has lag-1 autocorrelation 0; a low-pass filter wider than a pixel makes it
+    clearly positive, a high-pass one negative. A filter narrower than a pixel would leave both
+    kernels white (the fault this guards against).
+    """
+    def lag1(p):
+        return 0.5 * ((p[:, 1:] * p[:, :-1]).mean() + (p[1:] * p[:-1]).mean()) / (p * p).mean()
+
+    assert lag1(_air_noise("smooth", size)) > 0.3
+    assert lag1(_air_noise("sharp", size)) < -0.1
+
+
+def test_smooth_kernel_blurs_edges_at_small_size():
+    """At 64 px slices (~6 mm pixels) the smooth kernel still softens edges more than the sharp one."""
+    grads = {}
+    for kernel in ("smooth", "sharp"):
+        hu, _, tissues = phantom_volume(SEED, (1, 64, 64), kernel=kernel, fov="full", return_tissues=True)
+        edge = ndimage.binary_dilation(tissues[0] == CODE["air"]) & (tissues[0] == CODE["fat"])
+        # the step from fat to air across the body outline, in HU per pixel (largest neighbour step)
+        g = np.maximum(np.abs(np.diff(hu[0], axis=0, prepend=hu[0, :1])),
+                       np.abs(np.diff(hu[0], axis=1, prepend=hu[0, :, :1])))
+        grads[kernel] = np.median(g[edge])
+    assert grads["sharp"] > 1.3 * grads["smooth"]
+
+
+def test_lesions_cover_pixels_at_the_demo_size():
+    """At 128 px montages (64 px slices), lesions are several pixels across in most cases."""
+    cohort = phantom_cohort(12, size=128, seed=0)
+    px = cohort.column("lesion_pixels")
+    assert (px > 0).mean() >= 0.75
+    # a 64 px slice pixel is ~6 mm: 20 pixels are about one lesion 2.5 cm across
+    assert np.median(px) >= 20
+    assert np.array_equal(px, (cohort.labels == 2).sum(axis=(1, 2)))
+
+
 def test_fields_of_view():
     out = {fov: phantom_volume(SEED, (1, 96, 96), fov=fov, return_tissues=True)
            for fov in ("full", "limited", "circular")}

@@ -1,4 +1,4 @@
-"""`umsynth demo --quick` end to end: every stage's artefacts, metrics.json, the report."""
+"""`umsynth demo --quick` end to end: the paired design, equal budgets, controls, the verdict, the report."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from umsynth.cli import main  # noqa: E402
-from umsynth.demo import STAGES  # noqa: E402
+from umsynth.demo import DemoConfig  # noqa: E402
 from umsynth.demo.report import referenced_files  # noqa: E402
 from umsynth.demo.utility import dice_per_class  # noqa: E402
 
@@ -25,69 +25,83 @@ def demo_dir(tmp_path_factory):
 
 # metrics.json's top-level keys, written out here (not taken from the code) so a key the
 # report or users rely on cannot disappear unnoticed
-EXPECTED_METRIC_KEYS = {"created", "config", "environment", "cohort", "training", "synthesis", "mmfid",
-                        "utility", "stage_times", "figures"}
+EXPECTED_METRIC_KEYS = {"created", "started", "config", "quick", "environment", "cohort", "design", "training",
+                        "synthesis", "mmfid", "controls", "utility", "verdict", "warnings", "stage_times",
+                        "stage_cpu_seconds", "figures"}
+CLAIM_KEYS = {"difference", "interval", "p_value", "unit", "verdict"}
 
 
 def test_every_stage_finished_and_left_its_artefacts(demo_dir):
-    for stage in STAGES:
+    for stage in DemoConfig.quick().stages():
         assert (demo_dir / "stages" / f"{stage}.json").is_file(), stage
     cohort = demo_dir / "cohort"
     assert (cohort / "cohort.npz").is_file()
-    for part in ("labelled", "unlabelled", "test"):
+    for part in ("labelled", "unlabelled", "pool", "test"):
         assert list((cohort / part).glob("case*_um.png")), part
     for model in ("v2um2i", "v2m2i"):
-        run = demo_dir / "runs" / model
+        run = demo_dir / "runs" / f"{model}_seed0"
         assert (run / "checkpoints" / "last.pt").is_file()
         assert (run / "config.yaml").is_file()
-        syn = demo_dir / "synthetic" / model
-        cts = sorted(syn.glob("*_ct.png"))
-        assert len(cts) == 6 and len(sorted(syn.glob("*_seg.png"))) == 6
+        syn = demo_dir / "synthetic" / f"{model}_seed0"
+        assert len(sorted(syn.glob("*_ct.png"))) == 6 and len(sorted(syn.glob("*_seg.png"))) == 6
     assert (demo_dir / "suite.safetensors").is_file()
     for fig in ("report.html", "metrics.json", "loss_curves.png", "tsne.png", "samples_v2um2i.png",
-                "samples_v2m2i.png"):
+                "samples_v2m2i.png", "samples_controls.png", "mmfid_chart.png", "utility_chart.png"):
         assert (demo_dir / fig).is_file(), fig
     # no temp file left behind anywhere
     assert not [p for p in demo_dir.rglob("*") if ".tmp" in p.name]
 
 
-def test_metrics_json_carries_every_field(demo_dir):
+def test_metrics_json_carries_the_design(demo_dir):
     m = json.loads((demo_dir / "metrics.json").read_text())
     assert set(m) == EXPECTED_METRIC_KEYS
-    # the configuration embeds the generator and discriminator sections of the training config
-    assert m["config"]["generator"] == {"ngf": 8, "n_downsample": 2, "n_blocks": 1, "norm": "instance",
-                                        "n_local_enhancers": 0, "n_blocks_local": 3}
-    assert m["config"]["discriminator"]["ndf"] == 8
-    assert set(m["stage_times"]) == set(STAGES)
-    assert all(v >= 0 for v in m["stage_times"].values())
-    for model in ("v2um2i", "v2m2i"):
-        t = m["training"][model]
-        assert t["steps"] == 16 and np.isfinite(list(t["final_losses"].values())).all()
-        s = m["mmfid"]["sets"][model]
-        k, n_s = len(m["mmfid"]["extractors"]), len(m["mmfid"]["scales"])
-        assert np.asarray(s["fd"]).shape == (k, n_s) and np.asarray(s["std"]).shape == (k, n_s)
-        assert np.isfinite([s["mm_fid"], s["mm_std"]]).all()
-        ref = m["mmfid"]["reference_normalized"][model]
-        # the reference-normalized MM-FID is the mean of FD cells over real-half FD cells
-        fd_ref = np.asarray(m["mmfid"]["reference"]["fd_real_halves"])
-        np.testing.assert_allclose(ref["mm_fid"], np.mean(np.asarray(s["fd"]) / fd_ref), rtol=1e-9)
-    w = m["mmfid"]["wilcoxon"]["v2um2i vs v2m2i"]
-    assert 0 <= w["fd"]["pvalue"] <= 1
-    for arm in ("real_only", "real+v2um2i", "real+v2m2i"):
-        d = m["utility"][arm]["dice"]
-        assert len(d) == 3 and all(v is None or 0 <= v <= 1 for v in d)
-    assert m["environment"]["torch"] == torch.__version__
+    assert m["quick"] is True
+    # three disjoint groups; both models synthesize from the same pool cases, one image each
+    g = m["design"]["groups"]
+    parts = [set(g[k]) for k in ("train_labelled", "train_unlabelled", "pool", "test")]
+    assert sum(map(len, parts)) == len(set().union(*parts)) == m["config"]["n_cases"]
+    src = m["design"]["source_cases"]
+    assert src["v2um2i"] == src["v2m2i"] == sorted(g["pool"])
+    # equal budgets, counting both phases of V2UM2I
+    t = m["training"]
+    assert t["v2um2i"]["generator_updates"] == t["v2m2i"]["generator_updates"] > t["v2um2i"]["iterations"]
+    assert t["v2um2i"]["discriminator_updates"] == t["v2m2i"]["discriminator_updates"]
+    assert t["v2m2i"]["iterations"] == t["v2m2i"]["generator_updates"]
+    # controls carry what a model's MM-FID entry carries
+    for name in ("real", "degraded"):
+        assert set(m["controls"][name]) == set(m["mmfid"]["sets"]["v2um2i"])
+    for claim in ("fidelity", "variety", "utility"):
+        v = m["verdict"][claim]
+        assert CLAIM_KEYS <= set(v)
+        assert v["verdict"] in ("supported", "not supported", "inconclusive at this budget")
+        lo, hi = v["interval"]
+        assert lo <= v["difference"] <= hi
+    for arm in ("real_only", "real+real", "real+degraded", "real+v2um2i", "real+v2m2i"):
+        a = m["utility"]["arms"][arm]
+        assert np.array(a["per_image"], dtype=float).shape == (3, 6, 3)  # seeds x test images x classes
+        assert all(v is None or 0 <= v <= 1 for v in a["dice"])
+    assert m["environment"]["torch"] == torch.__version__ and m["environment"]["matplotlib"]
+    assert "+" in m["created"] or "-" in m["created"].split()[-2]  # a UTC offset
+
+
+def test_report_is_titled_as_a_smoke_test_and_warns(demo_dir):
+    page = (demo_dir / "report.html").read_text()
+    assert "smoke test" in page.lower().split("</h1>")[0]
+    assert "href='metrics.json'" in page and "runs/" in page
+    assert "Configuration" in page.split("Verdict")[0]
+    assert "class='warn'" in page
 
 
 def test_report_references_no_missing_file(demo_dir):
     refs = referenced_files(demo_dir / "report.html")
-    assert "loss_curves.png" in refs and "tsne.png" in refs
+    assert {"loss_curves.png", "tsne.png", "mmfid_chart.png", "utility_chart.png", "metrics.json"} <= set(refs)
     for ref in refs:
-        assert (demo_dir / ref).is_file(), ref
+        assert (demo_dir / ref).exists(), ref
 
 
 def test_rerun_resumes_without_redoing_stages(demo_dir):
-    before = {s: (demo_dir / "stages" / f"{s}.json").stat().st_mtime_ns for s in STAGES if s != "report"}
+    stages = DemoConfig.quick().stages()
+    before = {s: (demo_dir / "stages" / f"{s}.json").stat().st_mtime_ns for s in stages if s != "report"}
     assert main(["demo", "--quick", "--out", str(demo_dir), "--no-progress"]) == 0
     after = {s: (demo_dir / "stages" / f"{s}.json").stat().st_mtime_ns for s in before}
     assert before == after
@@ -110,7 +124,7 @@ def test_report_renders_in_headless_chromium(demo_dir, tmp_path):
 
 
 def test_quick_config_is_rejected_when_it_cannot_split(tmp_path):
-    assert main(["demo", "--quick", "--cases", "8", "--out", str(tmp_path)]) == 2
+    assert main(["demo", "--quick", "--cases", "14", "--out", str(tmp_path)]) == 2
 
 
 def test_dice_per_class_by_hand():
@@ -141,3 +155,30 @@ def test_demo_and_segmenter_configs_check_their_fields():
         SegmenterConfig(width=6)
     with pytest.raises(ValueError, match="lr must be > 0"):
         SegmenterConfig(lr=0.0)
+
+
+def test_perfect_generators_make_no_claim_significant(demo_dir):
+    """Issue 19 item 3: the evaluation stages with both models replaced by the perfect generator
+    (each pool case's own real image and ground truth) find no significant difference."""
+    from umsynth.demo import evaluate, pipeline
+
+    cfg = DemoConfig.quick()
+    out = demo_dir / "perfect"
+    shutil.copytree(demo_dir / "synthetic", out / "synthetic", ignore=shutil.ignore_patterns("*_seed0"))
+    (out / "suite.safetensors").symlink_to(demo_dir / "suite.safetensors")
+    data = pipeline._load_arrays(demo_dir / "cohort" / "cohort.npz")
+    for model in ("v2um2i", "v2m2i"):
+        made = pipeline._load_arrays(demo_dir / "synthetic" / f"{model}_seed0.npz")
+        src = made["sources"]  # what the demo recorded: the perfect generator re-draws these cases
+        pipeline._save_arrays(out / "synthetic" / f"{model}_seed0.npz", ct=data["images"][src],
+                              seg=data["labels"][src], label=data["labels"][src], sources=src)
+    mm = pipeline._stage_mmfid(cfg, out, 0, data, False)
+    ut = pipeline._stage_utility(cfg, out, ("v2um2i", "v2m2i"), 0, data, False)
+    verdict = evaluate.judge([mm], [ut])
+    for claim, v in verdict.items():
+        assert v["verdict"] == "inconclusive at this budget", (claim, v)
+        assert v["p_value"] >= 0.05, (claim, v)
+    # the recorded sources are the pool cases in the controls' order: the perfect sets are the
+    # "real" control image for image, so they score what it scores
+    for model in ("v2um2i", "v2m2i"):
+        assert mm["sets"][model]["mm_fid"] == pytest.approx(mm["sets"]["real"]["mm_fid"], rel=1e-9)

@@ -63,6 +63,13 @@ _KERNEL_PARAMS = {
     "smooth": (0.9, 0.0, "lowpass", 1.1, 12.0),
     "sharp": (0.4, 0.6, "highpass", 0.8, 40.0),
 }
+# Lower bounds in pixels of the kernel filters. A scanner's kernel is defined against its own
+# reconstruction grid: a coarse matrix still shows a smooth kernel's blur and correlated noise
+# and a sharp kernel's grainy noise. Filters narrower than a pixel would vanish at small sizes
+# (at 64 px slices a pixel is ~5.6 mm), so each width is at least this many pixels. The
+# sharp kernel's edge overshoot keeps its width in mm: widened, it would swamp small objects.
+_MIN_PSF_PX = {"smooth": 0.7, "sharp": 0.0}
+_MIN_NOISE_PX = 1.0  # correlation length of the noise filter
 _C = {name: code for name, (code, _) in TISSUES.items()}
 _HU = {name: hu for name, (_, hu) in TISSUES.items()}
 
@@ -201,9 +208,7 @@ def _draw_lesions(rng, pat: _Patient) -> tuple:
     lung, and its bounding sphere keeps 12 mm from the others' (two slices at 5 mm), so
     every lesion is one connected piece of label 2 in the volume.
     """
-    n_ggo, n_cons = int(rng.integers(0, 5)), int(rng.integers(0, 4))
-    if n_ggo + n_cons == 0:
-        n_ggo = 1
+    n_ggo, n_cons = int(rng.integers(1, 5)), int(rng.integers(0, 4))
     kinds = ["ground_glass"] * n_ggo + ["consolidation"] * n_cons
     zb, za = pat.lung_z
     tx, ty = pat.thorax
@@ -214,9 +219,10 @@ def _draw_lesions(rng, pat: _Patient) -> tuple:
     sphere = np.stack([sin_t * np.cos(phi), sin_t * np.sin(phi), cos_t], axis=1)
     kept = []
     for kind in kinds:
-        lo, hi = (8.0, 28.0) if kind == "ground_glass" else (6.0, 20.0)
-        for _ in range(100):
-            r = rng.uniform(lo, hi)
+        # large enough to cover pixels of a 64 px slice (5.6 mm each), so a segmenter can learn them
+        lo, hi = (16.0, 40.0) if kind == "ground_glass" else (12.0, 30.0)
+        for attempt in range(100):
+            r = rng.uniform(lo, hi) * (1.0 - 0.5 * attempt / 100)  # shrink when the lung is crowded
             axes = r * rng.uniform(0.75, 1.25, 3)
             side = rng.choice((-1.0, 1.0))
             c = np.array([side * rng.uniform(0.2, 0.85) * tx, rng.uniform(-0.7, 0.7) * ty,
@@ -468,13 +474,13 @@ def _paint_lesion(cv: _Canvas, les: _Lesion, z: float) -> None:
 
 
 def _reconstruct(cv: _Canvas, kernel: str, noise_key) -> np.ndarray:
-    """Apply the kernel's blur and edge gain, then its noise texture."""
+    """Apply the kernel's blur and edge gain, then its noise texture (widths in mm, some floored in pixels)."""
     psf, gain, kind, nsig, nstd = _KERNEL_PARAMS[kernel]
-    hu = ndimage.gaussian_filter(cv.hu, psf / cv.sp, mode="nearest")
+    hu = ndimage.gaussian_filter(cv.hu, max(psf / cv.sp, _MIN_PSF_PX[kernel]), mode="nearest")
     if gain:
         hu += gain * (hu - ndimage.gaussian_filter(hu, 1.5 / cv.sp, mode="nearest"))
     white = np.random.default_rng(noise_key).standard_normal(hu.shape)
-    smooth = ndimage.gaussian_filter(white, nsig / cv.sp, mode="wrap")
+    smooth = ndimage.gaussian_filter(white, max(nsig / cv.sp, _MIN_NOISE_PX), mode="wrap")
     noise = smooth if kind == "lowpass" else white - smooth
     return hu + noise * (nstd / max(float(noise.std()), 1e-12))
 

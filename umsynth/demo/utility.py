@@ -16,8 +16,8 @@ from torch.nn import functional as F
 
 from umsynth.models.losses import segmentation_loss
 
-__all__ = ["SegmenterConfig", "Segmenter", "dice_per_class", "train_segmenter", "predict",
-           "utility_experiment"]
+__all__ = ["SegmenterConfig", "Segmenter", "dice_per_class", "dice_per_image", "train_segmenter", "predict",
+           "utility_experiment", "bootstrap_mean", "paired_bootstrap", "label_fidelity", "foreground_table"]
 
 
 @dataclass
@@ -120,28 +120,42 @@ def _to_batch(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, tor
     return x, y
 
 
+def _check_pairs(images, labels, name: str) -> None:
+    if len(images) == 0:
+        raise ValueError(f"{name}: empty training set")
+    if images.shape != labels.shape:
+        raise ValueError(f"{name}: images and labels shapes differ: {images.shape} vs {labels.shape}")
+
+
 def train_segmenter(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig,
-                    device: str = "cpu", progress: bool = False, desc: str = "segmenter") -> Segmenter:
+                    device: str = "cpu", progress: bool = False, desc: str = "segmenter",
+                    extra: tuple[np.ndarray, np.ndarray] | None = None) -> Segmenter:
     """Train a :class:`Segmenter` on uint8 images (N,H,W) and class maps (N,H,W).
 
     Loss: cross-entropy on logits plus soft Dice over the classes, with random flips.
+    With ``extra`` (images, labels), every batch is half from ``images`` and half from
+    ``extra`` (the first half rounded up); the batch size stays ``cfg.batch_size``.
     """
     from umsynth.progress import progress as progress_bar
 
-    if len(images) == 0:
-        raise ValueError("images: empty training set")
-    if images.shape != labels.shape:
-        raise ValueError(f"images and labels shapes differ: {images.shape} vs {labels.shape}")
+    _check_pairs(images, labels, "images")
+    if extra is not None:
+        _check_pairs(*extra, "extra")
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     net = Segmenter(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    x_all, y_all = _to_batch(images, labels)
-    n = len(x_all)
+    sources = [_to_batch(images, labels)] + ([_to_batch(*extra)] if extra is not None else [])
+    counts = [cfg.batch_size] if extra is None else [cfg.batch_size - cfg.batch_size // 2, cfg.batch_size // 2]
     bar = progress_bar(range(cfg.steps), desc=desc, disable=not progress, leave=False)
     for _ in bar:
-        idx = torch.randint(n, (min(cfg.batch_size, n),), generator=gen)
-        x, y = x_all[idx], y_all[idx]
+        xs, ys = [], []
+        for (x_all, y_all), k in zip(sources, counts):
+            if k:
+                idx = torch.randint(len(x_all), (k,), generator=gen)
+                xs.append(x_all[idx])
+                ys.append(y_all[idx])
+        x, y = torch.cat(xs), torch.cat(ys)
         if torch.rand((), generator=gen) < 0.5:
             x, y = x.flip(-1), y.flip(-1)
         x, y = x.to(device), y.to(device)
@@ -163,29 +177,133 @@ def predict(net: Segmenter, images: np.ndarray, device: str = "cpu", batch_size:
     return np.concatenate(out)
 
 
-def utility_experiment(real_images: np.ndarray, real_labels: np.ndarray,
-                       synthetic: dict[str, tuple[np.ndarray, np.ndarray]],
-                       test_images: np.ndarray, test_labels: np.ndarray,
-                       cfg: SegmenterConfig, device: str = "cpu", progress: bool = False) -> dict:
-    """Dice on held-out real images for "real only" and for "real + each synthetic set".
+def dice_per_image(pred: np.ndarray, target: np.ndarray, n_classes: int = 3) -> np.ndarray:
+    """Hard Dice per image and class, (N, n_classes); NaN where a class is absent from both."""
+    pred, target = np.asarray(pred), np.asarray(target)
+    if pred.shape != target.shape or pred.ndim != 3:
+        raise ValueError(f"pred and target must be (N, H, W) of one shape, got {pred.shape} vs {target.shape}")
+    return np.stack([dice_per_class(p, t, n_classes) for p, t in zip(pred, target)])
 
-    Every arm trains with the same config (seed, steps, batch size): only the data differ.
+
+def _two_sided_p(boot: np.ndarray) -> float:
+    """Bootstrap p-value of "the mean is 0": twice the smaller tail, at least 1/(B+1)."""
+    b = len(boot)
+    tail = min((boot <= 0).sum(), (boot >= 0).sum())
+    return float(min(1.0, 2 * (tail + 1) / (b + 1)))
+
+
+def bootstrap_mean(values: np.ndarray, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Mean of a (seeds, images) table with a percentile interval from resampling both.
+
+    Seeds and images are resampled independently (a two-level bootstrap): the interval
+    covers the spread from segmenter training and from the choice of test images. NaN
+    entries (class absent) are left out of every mean.
 
     Returns
     -------
     dict
-        ``{arm: {"dice": [per class], "mean_foreground": float, "n_train": int}}`` with
-        arms ``"real_only"`` and ``"real+<name>"`` for each synthetic set.
+        ``mean``, ``interval`` (low, high), ``p_value`` (two-sided, of mean 0) and ``unit``.
     """
-    arms = {"real_only": (real_images, real_labels)}
-    for name, (imgs, labs) in synthetic.items():
-        arms[f"real+{name}"] = (np.concatenate([real_images, imgs]), np.concatenate([real_labels, labs]))
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2 or v.size == 0:
+        raise ValueError(f"values must be a non-empty (seeds, images) table, got shape {v.shape}")
+    if not np.isfinite(v).any():
+        return {"mean": None, "interval": (None, None), "p_value": None, "unit": "test images x segmenter seeds"}
+    rng = np.random.default_rng(seed)
+    s, n = v.shape
+    boot = np.empty(n_boot)
+    for b in range(n_boot):
+        pick = v[rng.integers(s, size=s)][:, rng.integers(n, size=n)]
+        boot[b] = np.nanmean(pick) if np.isfinite(pick).any() else np.nan
+    boot = boot[np.isfinite(boot)]
+    a = (1 - confidence) / 2
+    return {"mean": float(np.nanmean(v)), "interval": (float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))),
+            "p_value": _two_sided_p(boot), "unit": "test images x segmenter seeds"}
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, confidence: float = 0.95, n_boot: int = 2000,
+                     seed: int = 0) -> dict:
+    """Difference ``mean(a) - mean(b)`` of two (seeds, images) tables, paired by seed and image.
+
+    Returns the same keys as :func:`bootstrap_mean` with ``difference`` for ``mean``.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must be paired tables of one shape, got {a.shape} vs {b.shape}")
+    r = bootstrap_mean(a - b, confidence, n_boot, seed)
+    r["difference"] = r.pop("mean")
+    return r
+
+
+def _foreground(d: np.ndarray) -> np.ndarray:
+    """Mean of the foreground classes per entry (NaN when none is present)."""
+    fg = d[..., 1:]
+    with np.errstate(all="ignore"):
+        return np.where(np.isfinite(fg).any(-1), np.nanmean(np.where(np.isfinite(fg), fg, np.nan), -1), np.nan)
+
+
+def _summary(per: np.ndarray, n_classes: int) -> dict:
+    """Per-class and mean-foreground Dice with intervals, from (seeds, images, classes)."""
+    return {"per_class": [bootstrap_mean(per[..., c]) for c in range(n_classes)],
+            "mean_foreground": bootstrap_mean(_foreground(per))}
+
+
+def utility_experiment(real_images: np.ndarray, real_labels: np.ndarray,
+                       synthetic: dict[str, tuple[np.ndarray, np.ndarray]],
+                       test_images: np.ndarray, test_labels: np.ndarray,
+                       cfg: SegmenterConfig, seeds: int = 3, device: str = "cpu", progress: bool = False,
+                       baseline: bool = True) -> dict:
+    """Dice on held-out real images for "real only" and for "real + each synthetic set".
+
+    Every arm trains with the same config (steps, batch size) and the same ``seeds``
+    segmenter seeds (``cfg.seed``, ``cfg.seed + 1``, ...): only the data differ. A mixed
+    arm's batches are half real, half synthetic.
+
+    Returns
+    -------
+    dict
+        ``{arm: {...}}`` for arms ``"real_only"`` (unless ``baseline`` is False) and
+        ``"real+<name>"``. Each has ``dice``
+        (per class, pooled over seeds and images), ``per_class`` and ``mean_foreground``
+        (mean with a bootstrap interval over test images and seeds), ``per_image``
+        (seeds x images x classes, NaN as None), ``predicted_classes`` (classes any seed
+        predicted anywhere on the test set: a one-class segmenter shows here), ``n_train``.
+    """
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    arms = {"real_only": None} if baseline else {}
+    arms.update({f"real+{name}": pair for name, pair in synthetic.items()})
     result = {}
-    for arm, (imgs, labs) in arms.items():
-        net = train_segmenter(imgs, labs, cfg, device=device, progress=progress, desc=f"utility {arm}")
-        dice = dice_per_class(predict(net, test_images, device), test_labels, cfg.n_classes)
-        fg = dice[1:]
-        result[arm] = {"dice": [None if np.isnan(v) else float(v) for v in dice],
-                       "mean_foreground": float(np.nanmean(fg)) if np.isfinite(fg).any() else None,
-                       "n_train": int(len(imgs))}
+    for arm, extra in arms.items():
+        per, pooled, seen = [], np.zeros((cfg.n_classes, 3)), set()
+        for k in range(seeds):
+            c = SegmenterConfig(**{**cfg.__dict__, "seed": cfg.seed + k})
+            net = train_segmenter(real_images, real_labels, c, device=device, progress=progress,
+                                  desc=f"utility {arm} seed {k}", extra=extra)
+            pred = predict(net, test_images, device)
+            seen.update(int(v) for v in np.unique(pred))
+            per.append(dice_per_image(pred, test_labels, cfg.n_classes))
+            for cl in range(cfg.n_classes):
+                p, t = pred == cl, test_labels == cl
+                pooled[cl] += (int((p & t).sum()), int(p.sum()), int(t.sum()))
+        per = np.stack(per)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dice = 2 * pooled[:, 0] / (pooled[:, 1] + pooled[:, 2])
+        result[arm] = {"dice": [None if not np.isfinite(v) else float(v) for v in dice],
+                       **_summary(per, cfg.n_classes),
+                       "per_image": [[[None if not np.isfinite(x) else float(x) for x in row] for row in s] for s in per],
+                       "predicted_classes": sorted(seen),
+                       "n_train": int(len(real_images) + (0 if extra is None else len(extra[0])))}
     return result
+
+
+def label_fidelity(labels: np.ndarray, truth: np.ndarray, n_classes: int = 3) -> dict:
+    """Dice per class of a synthetic set's labels against the ground truth of its source cases."""
+    per = dice_per_image(labels, truth, n_classes)[None]
+    return _summary(per, n_classes)
+
+
+def foreground_table(result: dict, arm: str) -> np.ndarray:
+    """(seeds, images) mean-foreground Dice of one arm of :func:`utility_experiment`."""
+    per = np.array(result[arm]["per_image"], dtype=np.float64)
+    return _foreground(per)
