@@ -7,7 +7,7 @@ from umsynth.cli import hold_output
 from umsynth.cli._actions import add_device, add_no_progress
 
 #: how long ``--quick`` takes (the README says the same; tests/cli/test_readme_commands.py checks)
-QUICK_TIME = "under 2 minutes on 2 CPU cores"
+QUICK_TIME = "about 3 minutes of CPU time on 2 cores"
 
 DESCRIPTION = """\
 Run the SemiCS2 method end to end on umsynth's embedded data: a phantom chest-CT cohort
