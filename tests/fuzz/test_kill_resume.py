@@ -185,7 +185,7 @@ _DEMO = """
 import sys
 from umsynth.demo import DemoConfig, run_demo
 from umsynth.files import output_lock
-cfg = DemoConfig.quick(steps=4, n_cases=10, n_synthetic=4, suite_steps=2, utility_steps=2)
+cfg = DemoConfig.quick(steps=4, n_cases=16, n_pool=4, n_test=4, suite_steps=2, utility_steps=2)
 with output_lock(sys.argv[1], "demo"):  # as `umsynth demo` holds its folder
     run_demo(sys.argv[1], cfg, progress=False)
 """

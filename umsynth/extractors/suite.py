@@ -226,13 +226,11 @@ def load_suite(path: str | os.PathLike, device: str = "cpu") -> Suite:
         raise ValueError(f"{path}: the suite lists no member networks")
     for spec in specs:
         if isinstance(spec, dict) and spec.get("kind") == RADIOMICS:
+            name = check_name(spec.get("name"), f"{path}: member name")
             try:
-                name = check_name(spec.get("name"), f"{path}: member name")
                 net = RadiomicsNet(spec["settings"])
-            except (KeyError, TypeError) as exc:
-                raise ValueError(f"{path}: radiomics member {spec.get('name')!r}: bad settings: {exc}") from None
-            except ValueError as exc:
-                raise ValueError(f"{path}: radiomics member {spec.get('name')!r}: {exc}") from None
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}: radiomics member {name!r}: bad settings: {exc}") from None
             members.append(Member(name, spec.get("task", RADIOMICS), net))
             continue
         spec = _member_spec(spec, path)
