@@ -72,7 +72,7 @@ def _check_mean(mu: Any, name: str) -> np.ndarray:
 # --------------------------------------------------------------------------- factors
 
 
-def _cov_factor(s: np.ndarray, name: str) -> np.ndarray:
+def _cov_factor(s: np.ndarray, name: str, try_cholesky: bool = True) -> np.ndarray:
     """A factor F (d x r) with F F^T = S, r <= d; raises ValueError if S is clearly not PSD.
 
     Cholesky is used when S is numerically positive definite: it is the fastest route and
@@ -90,10 +90,12 @@ def _cov_factor(s: np.ndarray, name: str) -> np.ndarray:
         return np.zeros((0, 0))
     diag_max = float(np.max(np.diag(s)))
     if diag_max > 0:
-        try:
-            chol = np.linalg.cholesky(s)
-        except np.linalg.LinAlgError:
-            chol = None
+        chol = None
+        if try_cholesky:  # False: the caller already found S not numerically positive definite
+            try:
+                chol = np.linalg.cholesky(s)
+            except np.linalg.LinAlgError:
+                pass
         if chol is not None and float(np.min(np.diag(chol))) ** 2 > 16 * d * _EPS * diag_max:
             return chol
         factor = _pivoted_factor(s, diag_max)
@@ -122,38 +124,36 @@ def _sqrt_sum(lam: np.ndarray) -> tuple[float, float]:
     return total, float(np.count_nonzero(lost)) * np.sqrt(delta) + float(np.sqrt(first @ first))
 
 
-def _product_route(s1: np.ndarray, s2: np.ndarray, base: float) -> float | None:
-    """tr sqrt(S1 S2) as the sum of sqrt(eig(L^T S2 L)), L = chol(S1), or None.
+def _product_route(s1: np.ndarray, s2: np.ndarray, base: float) -> tuple[float | None, bool]:
+    """(tr sqrt(S1 S2) as the sum of sqrt(eig(L^T S2 L)), L = chol(S1), or None; S1 positive definite).
 
-    One Cholesky, two triangular products and one symmetric eigenvalue solve: the cheapest
-    exact route (about twice ``eigvalsh`` of a d x d matrix at d = 512). L^T S2 L has the
-    eigenvalues of the Gram route's B^T B, so the same error estimate decides; None (take
-    the factor route) when S1 is not numerically positive definite, when the product shows
-    a negative eigenvalue (S2 may be indefinite: the factor route names it), or when the
-    estimate is too large.
+    One Cholesky, LAPACK's ``dsygst`` (L^T S2 L, using the symmetry: about d^3 flops) and one
+    symmetric eigenvalue solve: the cheapest exact route. L^T S2 L has the eigenvalues of
+    the Gram route's B^T B, so the same error estimate decides. The value is None (take the
+    factor route) when S1 is not numerically positive definite (the flag then says so, so
+    that the factor route does not try Cholesky again), when the product shows a negative
+    eigenvalue (S2 is then indefinite, by Sylvester's law of inertia: the factor route names
+    it), or when the estimate is too large.
     """
-    from scipy.linalg.blas import dtrmm
+    from scipy.linalg import lapack
 
     d = s1.shape[0]
-    diag_max = float(np.max(np.diag(s1)))
+    diag_max = float(np.max(np.diag(s1))) if d else 0.0
     if d == 0 or diag_max <= 0:
-        return None
-    try:
-        low = np.linalg.cholesky(s1)
-    except np.linalg.LinAlgError:
-        return None
-    if float(np.min(np.diag(low))) ** 2 <= 16 * d * _EPS * diag_max:
-        return None
-    low = np.asfortranarray(low)
-    right = dtrmm(1.0, low, np.asfortranarray(s2), side=1, lower=1)  # S2 L
-    m = dtrmm(1.0, low, right, lower=1, trans_a=1)  # L^T S2 L
-    lam = np.linalg.eigvalsh(m)
+        return None, False
+    low, info = lapack.dpotrf(s1, lower=1, clean=1)
+    if info != 0 or float(np.min(np.diag(low))) ** 2 <= 16 * d * _EPS * diag_max:
+        return None, False
+    m, info = lapack.dsygst(s2, low, itype=2, lower=1)  # lower triangle of L^T S2 L
+    if info != 0:
+        return None, True
+    lam = np.linalg.eigvalsh(m, UPLO="L")
     if lam[0] < -PSD_RTOL * float(np.max(np.abs(lam))):
-        return None
+        return None, True
     total, est = _sqrt_sum(lam)
     if 2.0 * est <= _EIG_ROUTE_RTOL * (base - 2.0 * total):
-        return total
-    return None
+        return total, True
+    return None, True
 
 
 def _pivoted_factor(s: np.ndarray, diag_max: float) -> np.ndarray | None:
@@ -166,7 +166,7 @@ def _pivoted_factor(s: np.ndarray, diag_max: float) -> np.ndarray | None:
     if info < 0:
         return None
     factor = np.zeros((d, rank))
-    factor[piv - 1] = np.tril(c)[:, :rank]
+    factor[piv - 1] = np.tril(c[:, :rank])
     residual = s - factor @ factor.T
     # a PSD remainder has entries below its largest pivot (< tol); rounding adds ~rank eps
     if float(np.max(np.abs(residual))) > 2.0 * tol + 4.0 * rank * _EPS * diag_max:
@@ -299,7 +299,10 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *, method: st
 
     Notes
     -----
-    Method: each covariance is factored, S = F F^T, by Cholesky when it is numerically
+    Method: when sigma1 is numerically positive definite, ``tr sqrt(S1 S2)`` is the sum of
+    the square roots of the eigenvalues of ``L^T S2 L`` (``S1 = L L^T``; LAPACK's dpotrf,
+    dsygst, then one symmetric eigenvalue solve), taken when the error estimate below allows.
+    Otherwise each covariance is factored, S = F F^T, by Cholesky when it is numerically
     positive definite, otherwise by ``eigh`` with eigenvalues at rounding level
     (``<= d * eps * lambda_max``) dropped. Then ``tr sqrt(S1 S2) = ||F1^T F2||_*``, the sum
     of singular values of ``B = F1^T F2``, taken from ``eigvalsh(B^T B)`` when the
@@ -352,10 +355,12 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *, method: st
     if method == "auto":
         diff = mu1 - mu2
         base = float(diff @ diff) + float(np.trace(s1)) + float(np.trace(s2))
-        tr_sqrt = _product_route(s1, s2, base)
+        tr_sqrt, definite = _product_route(s1, s2, base)
         if tr_sqrt is not None:
             return _scaled_back(max(base - 2.0 * tr_sqrt, 0.0), e)
-    f1 = _cov_factor(s1, "sigma1")
+        f1 = _cov_factor(s1, "sigma1", try_cholesky=definite)
+    else:
+        f1 = _cov_factor(s1, "sigma1")
     f2 = _cov_factor(s2, "sigma2")
     fd = _distance(mu1, float(np.trace(s1)), f1, 1.0, mu2, float(np.trace(s2)), f2, 1.0, method, config)
     return _scaled_back(fd, e)
