@@ -303,8 +303,9 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *, method: st
     the square roots of the eigenvalues of ``L^T S2 L`` (``S1 = L L^T``; LAPACK's dpotrf,
     dsygst, then one symmetric eigenvalue solve), taken when the error estimate below allows.
     Otherwise each covariance is factored, S = F F^T, by Cholesky when it is numerically
-    positive definite, otherwise by ``eigh`` with eigenvalues at rounding level
-    (``<= d * eps * lambda_max``) dropped. Then ``tr sqrt(S1 S2) = ||F1^T F2||_*``, the sum
+    positive definite, otherwise by pivoted Cholesky stopped at the numerical rank (pivots
+    ``<= d * eps * max diag`` dropped; ``eigh`` only names the eigenvalue of a matrix that is
+    not positive semi-definite). Then ``tr sqrt(S1 S2) = ||F1^T F2||_*``, the sum
     of singular values of ``B = F1^T F2``, taken from ``eigvalsh(B^T B)`` when the
     a-posteriori estimate of that route's error (``sqrt(delta)`` for each eigenvalue below
     ``delta = eps * lambda_max``, plus the root sum of squares of ``delta / (2 sqrt(lambda_i))``
