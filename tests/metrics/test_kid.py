@@ -62,3 +62,23 @@ def test_kid_scale_is_half_the_mean_pairwise_feature_distance():
 def test_kid_bad_input(bad, match):
     with pytest.raises(ValueError, match=match):
         mmd2_unbiased(bad, np.zeros((4, 3)))
+
+
+def test_normalized_kid_of_a_resample_leaves_out_pairs_of_one_image():
+    # what MM-FID's KID cells and their bootstrap use: the loops over pairs of different images
+    from umsynth.metrics.kid import normalized_kid
+
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(9, 4)), rng.normal(0.2, 1.0, size=(7, 4))
+    ix, iy = np.array([0, 0, 1, 2, 3, 3, 3, 5, 8]), np.array([1, 1, 2, 4, 5, 6, 6])
+    xr, yr = x[ix], y[iy]
+
+    def distinct_mean(a, b, ia, ib):
+        vals = [_k(a[i], b[j]) for i in range(len(a)) for j in range(len(b)) if ia is None or ia[i] != ib[j]]
+        return np.mean(vals)
+
+    mmd2 = distinct_mean(xr, xr, ix, ix) + distinct_mean(yr, yr, iy, iy) - 2 * distinct_mean(xr, yr, None, None)
+    spread = 0.5 * np.mean([_k(xr[i], xr[i]) + _k(xr[j], xr[j]) - 2 * _k(xr[i], xr[j])
+                            for i in range(9) for j in range(9) if ix[i] != ix[j]])
+    assert normalized_kid(xr, yr, ix, iy) == pytest.approx(mmd2 / spread, rel=1e-12)
+    assert normalized_kid(x, y) == pytest.approx(_mmd2_loops(x, y) / kid_scale(x), rel=1e-12)

@@ -5,7 +5,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -160,7 +160,7 @@ def train_suite(images, config: SuiteTrainConfig | None = None, labels=None, lab
         The suite so far is saved here after each task; a run with the same config and
         data resumes from it, skipping finished tasks.
     progress : bool, optional
-        tqdm bars on stderr.
+        Progress on stderr (:func:`umsynth.progress.progress`).
 
     Returns
     -------
@@ -216,8 +216,6 @@ def held_out_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, to
 
 def _restrict(task, idx: torch.Tensor):
     """The task over the images in ``idx`` only (its pool intersected with them)."""
-    from dataclasses import replace
-
     keep = torch.isin(task.pool, idx)
     return replace(task, pool=task.pool[keep])
 
@@ -298,7 +296,7 @@ def _resume(checkpoint, summary: dict) -> Suite | None:
     return old
 
 
-def _train_one(task, montages, config: SuiteTrainConfig, progress: bool, tqdm) -> tuple[CTNet, dict]:
+def _train_one(task, montages, config: SuiteTrainConfig, progress: bool, bar) -> tuple[CTNet, dict]:
     """Train one network on one task; returns it in eval mode and its training summary."""
     seed = config.seed * 1000 + sum(task.name.encode())  # each task its own stream, stable
     torch.manual_seed(seed)
@@ -310,7 +308,7 @@ def _train_one(task, montages, config: SuiteTrainConfig, progress: bool, tqdm) -
     start = time.perf_counter()
     tail = max(1, config.steps // 5)  # loss and accuracy reported over the last fifth
     scales = [int(v) for v in config.scales]
-    for step in tqdm(range(config.steps), desc=f"task {task.name}", unit="step", disable=not progress):
+    for step in bar(range(config.steps), desc=f"task {task.name}", unit="step", disable=not progress):
         scale = scales[step % len(scales)]  # every scale in turn
         x, y = _tasks.batch(task, montages, config.size, _scale_batch(config, scale), gen)
         x, y = _at_scale(x, y, scale)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from umsynth.frechet import frechet_distance_features
-from umsynth.metrics.kid import polynomial_kernel
+from umsynth.metrics.kid import normalized_kid
 from umsynth.metrics.reference import DEFAULT_SPLITS, calibrated_cell, split_plan
 
-__all__ = ["CellFeatures", "METRICS", "summaries", "interval", "compare", "geometric_mean", "kid_cell",
+__all__ = ["CellFeatures", "METRICS", "summaries", "interval", "compare", "geometric_mean",
            "DEFAULT_RESAMPLES", "DEFAULT_PERMUTATIONS", "RESAMPLE_SPLITS"]
 
 METRICS = ("mm_fid", "mm_std", "kid")
@@ -70,33 +70,6 @@ def _feature_std(x: np.ndarray) -> float:
     return float(x.std(axis=0).mean())
 
 
-def _pair_mean(k: np.ndarray, same: np.ndarray) -> float:
-    """Mean of k over pairs of different images (``same`` marks pairs of one image twice)."""
-    keep = ~same
-    return float(k[keep].sum() / max(int(keep.sum()), 1))
-
-
-def kid_cell(real: np.ndarray, syn: np.ndarray, real_ids=None, syn_ids=None) -> float:
-    """Unbiased MMD² (cubic kernel) over all pairs, divided by the real features' kernel spread.
-
-    ``real_ids`` / ``syn_ids`` give the original image of each row (bootstrap resamples repeat
-    images): pairs of one image with itself are left out, as the diagonal is for a plain sample.
-    """
-    nr, ns = real.shape[0], syn.shape[0]
-    ri = np.arange(nr) if real_ids is None else np.asarray(real_ids)
-    si = np.arange(ns) if syn_ids is None else np.asarray(syn_ids)
-    krr, kss, krs = polynomial_kernel(real, real), polynomial_kernel(syn, syn), polynomial_kernel(real, syn)
-    same_r = ri[:, None] == ri[None, :]
-    mmd2 = _pair_mean(krr, same_r) + _pair_mean(kss, si[:, None] == si[None, :]) - 2.0 * float(krs.mean())
-    # half the mean squared kernel distance between different real images: for a plain sample
-    # this is mean k(x, x) - mean k(x, x'), and it stays >= 0 when a resample repeats images
-    diag = np.diag(krr)
-    scale = 0.5 * _pair_mean(diag[:, None] + diag[None, :] - 2.0 * krr, same_r)
-    if not scale > 0:
-        raise ValueError("KID: the real features do not vary in this cell (kernel spread is 0)")
-    return mmd2 / scale
-
-
 def summaries(real: dict, syn: dict, cells, *, splits: int = DEFAULT_SPLITS, seed: int = 0,
               metrics=METRICS, real_ids=None, syn_ids=None) -> dict:
     """Normalized cell tables and summaries of one synthetic set against the real set.
@@ -111,7 +84,7 @@ def summaries(real: dict, syn: dict, cells, *, splits: int = DEFAULT_SPLITS, see
     metrics : iterable of str
         Which of "mm_fid", "mm_std", "kid" to compute.
     real_ids, syn_ids : array_like, optional
-        Original image of each row, for resampled sets (see :func:`kid_cell`).
+        Original image of each row, for resampled sets (see :func:`umsynth.metrics.kid.normalized_kid`).
 
     Returns
     -------
@@ -130,7 +103,7 @@ def summaries(real: dict, syn: dict, cells, *, splits: int = DEFAULT_SPLITS, see
         ratio = np.array([_feature_std(syn[c]) / max(_feature_std(real[c]), _FLOOR) for c in cells])
         out.update(mm_std=geometric_mean(ratio), mm_std_cells=ratio)
     if "kid" in metrics:
-        vals = np.array([kid_cell(real[c], syn[c], real_ids, syn_ids) for c in cells])
+        vals = np.array([normalized_kid(real[c], syn[c], real_ids, syn_ids) for c in cells])
         out.update(kid=float(vals.mean()), kid_cells=vals)
     return out
 
