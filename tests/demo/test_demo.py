@@ -70,6 +70,11 @@ def test_metrics_json_carries_the_design(demo_dir):
     # controls carry what a model's MM-FID entry carries
     for name in ("real", "degraded"):
         assert set(m["controls"][name]) == set(m["mmfid"]["sets"]["v2um2i"])
+    # the positive control: degraded - real, paired over the pool cases, for every metric
+    sens = m["controls"]["sensitivity"]
+    assert set(sens) == {"mm_fid", "mm_std", "kid"}
+    for v in sens.values():
+        assert {"difference", "interval", "p_value", "unit"} <= set(v) and v["unit"] == "source cases (paired)"
     for claim in ("fidelity", "variety", "utility"):
         v = m["verdict"][claim]
         assert CLAIM_KEYS <= set(v)

@@ -36,8 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help=f"a tiny smoke test ({QUICK_TIME})")
     add_device(p)
     p.add_argument("--size", type=int, default=None, help="montage side in pixels (default 128; quick 64)")
-    p.add_argument("--steps", type=int, default=None, help="generator steps per model (default 450; quick 16)")
-    p.add_argument("--cases", type=int, default=None, help="phantom cases in all (default 60; quick 16)")
+    p.add_argument("--steps", type=int, default=None, help="generator steps per model (default 300; quick 16)")
+    p.add_argument("--cases", type=int, default=None, help="phantom cases in all (default 84: 24 pool, 24 test; quick 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the cohort and the first training seed (default 0)")
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="training seeds (default 1); with N >= 2 the verdict's intervals come from the seeds")

@@ -118,7 +118,9 @@ def mmfid_sets(test_images: np.ndarray, sets: dict, sources: dict, suite, *, sca
     dict
         ``sets``: per name ``mm_fid``, ``mm_std``, ``kid`` and their 95 % intervals;
         ``comparison``: V2UM2I - V2M2I for each of those metrics (``difference``,
-        ``interval``, ``p_value``, ``unit``); ``reference``: the result's reference status;
+        ``interval``, ``p_value``, ``unit``); ``sensitivity``: the same for degraded - real
+        control, which a metric able to decide the comparison must find significant;
+        ``reference``: the result's reference status;
         ``result``: the full :meth:`MMFIDResult.to_dict`.
     """
     from umsynth.metrics.mmfid import mmfid
@@ -136,11 +138,23 @@ def mmfid_sets(test_images: np.ndarray, sets: dict, sources: dict, suite, *, sca
                              "mm_std_interval": _interval(res, a, "mm_std"), "kid_interval": _interval(res, a, "kid")}
     a, b = MODELS
     if a in sets and b in sets:
-        for metric in ("mm_fid", "mm_std", "kid"):
-            c = dict(res.compare(a, b, metric=metric))
-            out["comparison"][metric] = {k: c.get(k) for k in ("difference", "interval", "p_value", "unit")}
+        out["comparison"] = _compare_all(res, a, b)
+    real, degraded = (alias[c] for c in CONTROLS) if all(c in sets for c in CONTROLS) else (None, None)
+    if real is not None:
+        # the positive control: a metric that cannot tell the degraded copy from the real images
+        # at this size cannot decide the models' comparison either
+        out["sensitivity"] = _compare_all(res, degraded, real)
     out["reference"] = {k: res.reference.get(k) for k in ("status", "message")}
     out["result"] = res.to_dict()
+    return out
+
+
+def _compare_all(res, a: str, b: str) -> dict:
+    """``a - b`` for MM-FID, MM-STD and KID (difference, interval, p-value, unit)."""
+    out = {}
+    for metric in ("mm_fid", "mm_std", "kid"):
+        c = dict(res.compare(a, b, metric=metric))
+        out[metric] = {k: c.get(k) for k in ("difference", "interval", "p_value", "unit")}
     return out
 
 

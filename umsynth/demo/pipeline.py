@@ -43,7 +43,7 @@ from umsynth.data.montage import tile_2x2
 from umsynth.data.phantom import phantom_cohort
 from umsynth.data.samples import real_ct_slices
 from umsynth.data.window import window_hu
-from umsynth.demo.evaluate import CONTROLS, MODELS, degrade, judge, mmfid_sets, utility_sets
+from umsynth.demo.evaluate import CONTROLS, MODELS, degrade, judge, mmfid_sets, utility_sets, verdict_of
 from umsynth.demo.report import (colour_seg, interval_chart, loss_curves, sample_grid, write_json,
                                  write_report)
 from umsynth.demo.utility import SegmenterConfig, label_fidelity
@@ -125,9 +125,9 @@ class DemoConfig:
 
     size: int = 128
     steps: int = 300
-    n_cases: int = 60
-    n_pool: int = 12
-    n_test: int = 12
+    n_cases: int = 84
+    n_pool: int = 24
+    n_test: int = 24
     labelled_fraction: float = 0.15
     seeds: int = 1
     generator: GeneratorConfig = field(default_factory=_demo_generator)
@@ -577,6 +577,11 @@ def _warnings(mm: dict, utility: dict, verdict: dict, quick: bool) -> dict:
     if status and str(status) != "ok":
         msg = ref.get("message", "") if isinstance(ref, dict) else ""
         w["mmfid"] = [f"reference status '{status}': {msg}".strip()]
+    sens = mm.get("sensitivity", {}).get("mm_fid")
+    if sens and sens.get("interval") and verdict_of(sens["interval"], +1, sens.get("p_value")) != "supported":
+        w.setdefault("mmfid", []).append(
+            "sensitivity check failed: MM-FID does not find the degraded control significantly worse than the real "
+            "images at this size, so an inconclusive fidelity verdict says little about the models")
     for arm, v in utility.items():
         if len(v.get("predicted_classes", [])) <= 1:
             w[f"utility.{arm}"] = [f"one-class segmenter: predicts only class {v['predicted_classes']}"]
@@ -650,7 +655,8 @@ def run_demo(out_dir: str | os.PathLike, cfg: DemoConfig | None = None, progress
                 {"per_seed": {str(s): training[s] for s in training}} if cfg.seeds > 1 else {}),
             "synthesis": {str(s): v for s, v in synthesis.items()},
             "mmfid": mm_main,
-            "controls": {name: mm[first]["sets"][name] for name in CONTROLS} | {"made": controls},
+            "controls": {name: mm[first]["sets"][name] for name in CONTROLS} | {
+                "made": controls, "sensitivity": mm[first].get("sensitivity", {})},
             "utility": {"arms": arms, "label_fidelity": fidelity},
             "verdict": verdict, "warnings": _warnings(mm[first], arms, verdict, cfg.smoke),
             "stage_times": dict(st.times), "stage_cpu_seconds": dict(st.cpu), "figures": figs}
