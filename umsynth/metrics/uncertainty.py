@@ -131,13 +131,14 @@ def _evaluate(features: CellFeatures, names, units: list) -> dict:
             for c in chunks:
                 num_b.append(design.frechet(h, design.sample(unit.syn[c])))
                 num_u.append(u), num_w.append(1.0 / (k * len(chunks)))
-    num_b, num_u, num_w, den_b, den_u, den_w = map(np.asarray, (num_b, num_u, num_w, den_b, den_u, den_w))
+    num_b, num_u, den_b, den_u = (np.asarray(v, dtype=np.int64) for v in (num_b, num_u, den_b, den_u))
+    num_w, den_w = np.asarray(num_w), np.asarray(den_w)
     shape = (nu, len(features.cells))
     fd_num, fd_den, std_cells, kid_cells = (np.empty(shape) for _ in range(4))
     for j, cell_parts in enumerate(parts):
         v = design.evaluate(cell_parts)
-        fd_num[:, j] = np.bincount(num_u, num_w * v.fd[num_b.astype(int)], minlength=nu) if num_b.size else 0.0
-        fd_den[:, j] = np.bincount(den_u, den_w * v.fd[den_b.astype(int)], minlength=nu) if den_b.size else 0.0
+        fd_num[:, j] = np.bincount(num_u, num_w * v.fd[num_b], minlength=nu) if num_b.size else 0.0
+        fd_den[:, j] = np.bincount(den_u, den_w * v.fd[den_b], minlength=nu) if den_b.size else 0.0
         std_cells[:, j] = v.std[std_s] / np.maximum(v.std[std_r], _FLOOR)
         kid_cells[:, j] = v.kid[kid_ids]
     bad = np.array(sorted(errors), dtype=int)
@@ -235,12 +236,6 @@ def _check_set(features: CellFeatures, name: str) -> None:
 # place in ``features.sets``, so that a set's bootstrap draws are the same whichever other
 # sets are analysed with it: interval() and compare() alone give what the joint analysis
 # of a run (umsynth.metrics.mmfid's extras) gives.
-
-
-def _groups(ids) -> list[np.ndarray]:
-    """Row indices of each source case, in sorted order of the ids."""
-    ids = np.asarray(ids)
-    return [np.flatnonzero(ids == u) for u in np.unique(ids)]
 
 
 def _case_families(features: CellFeatures) -> dict:
