@@ -18,7 +18,8 @@ cells of a table. :meth:`Design.evaluate` then computes them for one cell's feat
   rows repeated c times enter once, scaled by sqrt(c) (the same singular values), the
   centring direction is removed by a Householder reflection (as in
   :func:`umsynth.covariance.gram_factor`), and the blocks of one shape share one stacked
-  LAPACK SVD call;
+  LAPACK call: eigenvalues of their small Gram matrices, or singular values for the blocks
+  whose estimated rounding error is too large (as in :mod:`umsynth.frechet`);
 * per KID pair (real sample, synthetic sample): the unbiased MMD² of the cubic kernel over
   pairs of different rows, divided by the real sample's kernel spread, from the kernel
   matrix of the pool (computed once per cell) and the count vectors; the same numbers as
@@ -218,11 +219,14 @@ class _Compiled:
         diag = np.diag(gram)
         ns = len(self.rows)
         quad, trace = np.empty(ns), np.empty(ns)  # |mean|^2 and tr C of each sample
-        for ids, idx, cnt in self.trace_groups:
-            w = cnt / cnt.sum(1, keepdims=True)
-            q = np.einsum("bi,bi->b", np.einsum("bij,bj->bi", gram[idx[:, :, None], idx[:, None, :]], w), w)
-            n = self.n[ids]
-            quad[ids], trace[ids] = q, np.maximum((cnt * diag[idx]).sum(1) - n * q, 0.0) / (n - 1.0)
+        for group, idx_all, cnt_all in self.trace_groups:
+            step = max(1, _CHUNK // idx_all.shape[1] ** 2)
+            for s in range(0, len(group), step):
+                ids, idx, cnt = group[s:s + step], idx_all[s:s + step], cnt_all[s:s + step]
+                w = cnt / cnt.sum(1, keepdims=True)
+                q = np.einsum("bi,bi->b", np.einsum("bij,bj->bi", gram[idx[:, :, None], idx[:, None, :]], w), w)
+                n = self.n[ids]
+                quad[ids], trace[ids] = q, np.maximum((cnt * diag[idx]).sum(1) - n * q, 0.0) / (n - 1.0)
         out = np.empty(len(blocks))
         for ids, ia, ca, ib, cb in self.block_groups:
             step = max(1, _CHUNK // (ia.shape[1] * ib.shape[1]))
