@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 
 from umsynth.files import atomic_write
-from umsynth.frechet import frechet_distance_features
+from umsynth.metrics.gram import Design
 from umsynth.metrics.streaming import SetStats
 
 __all__ = ["bootstrap_cells", "wilcoxon_pairs", "tsne_plot"]
@@ -34,11 +34,14 @@ def bootstrap_cells(real: SetStats, syn: SetStats, extractors, scales, resamples
     nr, ns = len(real.kept_index), len(syn.kept_index)
     if min(nr, ns) < 2:
         raise ValueError("the bootstrap needs at least 2 kept images in each set")
-    reps = np.empty((resamples, len(extractors), len(scales)))
-    for b in range(resamples):
+    # one design for every cell: the distances of all replicates in stacked computations
+    design = Design(nr)
+    for _ in range(resamples):
         ir, js = rng.integers(0, nr, nr), rng.integers(0, ns, ns)
-        for (i, e), (j, s) in itertools.product(enumerate(extractors), enumerate(scales)):
-            reps[b, i, j] = frechet_distance_features(real.kept[(e, s)][ir], syn.kept[(e, s)][js])
+        design.frechet(design.sample(ir), design.sample(nr + js))
+    reps = np.empty((resamples, len(extractors), len(scales)))
+    for (i, e), (j, s) in itertools.product(enumerate(extractors), enumerate(scales)):
+        reps[:, i, j] = design.evaluate([real.kept[(e, s)], syn.kept[(e, s)]]).fd
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(reps, alpha, axis=0), np.quantile(reps, 1.0 - alpha, axis=0)
     out = {"low": low.tolist(), "high": high.tolist(), "confidence": confidence, "resamples": resamples,

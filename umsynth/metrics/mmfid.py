@@ -383,16 +383,16 @@ def _add_extras(result: MMFIDResult, real: SetStats, synthetic: dict, cell, opts
                                                             opts.confidence, opts.seed)
                                       for name, st in synthetic.items()}
         if result._features is not None:
-            result.extras["intervals"] = {name: {m: uncertainty.interval(result._features, name, m, opts.confidence,
-                                                                         resamples=opts.bootstrap, seed=opts.seed)
-                                                 for m in uncertainty.METRICS}
-                                          for name in synthetic}
-            result.extras["comparisons"] = {f"{a} vs {b}": {m: result.compare(a, b, metric=m,
-                                                                              confidence=opts.confidence,
-                                                                              resamples=opts.bootstrap,
-                                                                              permutations=opts.bootstrap)
-                                                            for m in uncertainty.METRICS}
-                                            for a, b in itertools.combinations(list(synthetic), 2)}
+            # one pass of resampling serves every set, pair and metric
+            names = list(synthetic)
+            pairs = list(itertools.combinations(names, 2))
+            got = result._resampled(names, pairs, opts.bootstrap, opts.bootstrap, opts.seed)
+            result.extras["intervals"] = {name: {m: uncertainty.interval_result(got[("interval", name)], m,
+                                                                                opts.confidence)
+                                                 for m in uncertainty.METRICS} for name in names}
+            result.extras["comparisons"] = {f"{a} vs {b}": {m: uncertainty.compare_result(got[("compare", a, b)], m,
+                                                                                          opts.confidence)
+                                                            for m in uncertainty.METRICS} for a, b in pairs}
     if opts.knn:
         result.extras["knn"] = _knn(real, synthetic, cell, opts, kw)
     if len(synthetic) > 1:
@@ -565,6 +565,7 @@ class MMFIDResult:
     reference: dict = field(default_factory=dict)
     _features: CellFeatures | None = field(default=None, repr=False, compare=False)
     _seed: int = field(default=0, repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def _need_features(self) -> CellFeatures:
         if self._features is None:
@@ -586,9 +587,10 @@ class MMFIDResult:
         (float, float)
             (low, high) at ``confidence``.
         """
-        got = uncertainty.interval(self._need_features(), name, metric, confidence, resamples=resamples,
-                                   seed=self._seed if seed is None else seed)
-        return got["interval"]
+        uncertainty.check_request(self._need_features(), [name], metric, confidence, resamples)
+        # every set's replicates at once: the other sets' (and metrics') intervals come from the same pass
+        got = self._resampled(list(self._features.sets), (), resamples, 0, self._seed if seed is None else seed)
+        return uncertainty.interval_result(got[("interval", name)], metric, confidence)["interval"]
 
     def compare(self, a: str, b: str, *, metric: str = "mm_fid", confidence: float = 0.95,
                 resamples: int = uncertainty.DEFAULT_RESAMPLES,
@@ -603,9 +605,26 @@ class MMFIDResult:
         dict
             ``difference``, ``interval`` (low, high), ``p_value``, ``unit``, and the settings.
         """
-        return uncertainty.compare(self._need_features(), a, b, metric, confidence, resamples=resamples,
-                                   permutations=permutations, seed=self._seed if seed is None else seed,
-                                   splits=self.reference.get("splits", uncertainty.DEFAULT_SPLITS))
+        uncertainty.check_request(self._need_features(), [a, b], metric, confidence, resamples, permutations)
+        got = self._resampled((), [(a, b)], resamples, permutations, self._seed if seed is None else seed)
+        return uncertainty.compare_result(got[("compare", a, b)], metric, confidence)
+
+    def _resampled(self, names, pairs, resamples: int, permutations: int, seed: int) -> dict:
+        """:func:`umsynth.metrics.uncertainty.resample`, remembered: intervals and comparisons of
+        every metric come from one pass (the answers do not depend on which are asked together)."""
+        splits = self.reference.get("splits", uncertainty.DEFAULT_SPLITS)
+
+        def key(k):  # an interval's replicates depend on the draws only
+            return (int(resamples), int(seed)) + k if k[0] == "interval" else \
+                (int(resamples), int(permutations), int(seed), splits) + k
+
+        todo_names = [n for n in names if key(("interval", n)) not in self._cache]
+        todo_pairs = [p for p in pairs if key(("compare",) + tuple(p)) not in self._cache]
+        if todo_names or todo_pairs:
+            got = uncertainty.resample(self._need_features(), todo_names, todo_pairs, resamples=resamples,
+                                       permutations=permutations, seed=seed, splits=splits)
+            self._cache.update({key(k): v for k, v in got.items()})
+        return {k: self._cache[key(k)] for k in [("interval", n) for n in names] + [("compare",) + tuple(p) for p in pairs]}
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tables as nested lists, rows = extractors, columns = scales)."""

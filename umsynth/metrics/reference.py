@@ -121,6 +121,12 @@ def calibrated_cell(real: np.ndarray, syn: np.ndarray, plan: SplitPlan, distance
     (float, float)
         Mean over splits of the mean over chunks of distance(A, S_c), and mean over splits
         of distance(A, B'). Their ratio is the cell's normalized value.
+
+    Notes
+    -----
+    :mod:`umsynth.metrics.uncertainty` takes the same averages for many plans and cells at
+    once, its distances batched by :mod:`umsynth.metrics.gram`; this is the definition,
+    one distance at a time (the tests compare the two).
     """
     num = den = 0.0
     for a, b, chunks in zip(plan.real_a, plan.real_b, plan.chunks):
