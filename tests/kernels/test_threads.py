@@ -37,6 +37,7 @@ def test_environment_thread_count_is_checked(monkeypatch):
     (8, 40, 0, 1),    # 8 // 6 = 1, never zero
     (16, 15, 0, 8),   # beside one process holding every core: half, not the one free core
     (16, 8, 0, 8),    # and that process, next call: the eight left free
+    (16, 100, 0, 2),  # beside a hundred single-threaded jobs: 16 // (1 + 7)
     (2, 1, 0, 1),     # two cores, one other: one thread each
     (2, 3, 0, 1),     # two cores, three others
     (2, 0.5, 0, 1),   # a fractional count (the load-average fallback)
