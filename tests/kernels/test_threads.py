@@ -31,18 +31,38 @@ def test_environment_thread_count_is_checked(monkeypatch):
 
 @pytest.mark.parametrize("cores,busy,workers,want", [
     (8, 0, 0, 8),     # alone: every core
-    (8, 6, 0, 2),     # six other runnable threads: the two free cores
-    (8, 20, 0, 1),    # more runnable than cores: one thread, never zero
+    (8, 3, 0, 5),     # three other runnable threads: the five free cores
+    (8, 6, 0, 4),     # six: two are free, but they may be one process: half (8 // (1 + 1))
+    (8, 20, 0, 2),    # twenty: counted as three machine-filling processes, 8 // 4
+    (8, 40, 0, 1),    # 8 // 6 = 1, never zero
+    (16, 15, 0, 8),   # beside one process holding every core: half, not the one free core
+    (16, 8, 0, 8),    # and that process, next call: the eight left free
+    (16, 100, 0, 2),  # beside a hundred single-threaded jobs: 16 // (1 + 7)
+    (2, 1, 0, 1),     # two cores, one other: one thread each
+    (2, 3, 0, 1),     # two cores, three others
+    (2, 0.5, 0, 1),   # a fractional count (the load-average fallback)
     (8, 0, 4, 2),     # four DataLoader workers: a quarter of the cores each
-    (8, 7, 4, 1),     # both
+    (8, 7, 4, 2),     # four workers beside each other (3 x 2) and one more thread: still 2
     (2, 0, 8, 1),
 ])
-def test_default_threads_give_a_fair_share(monkeypatch, cores, busy, workers, want):
-    monkeypatch.setattr(config._cpu, "max_threads", lambda: cores)
-    monkeypatch.setattr(config, "usable_cores", lambda: cores)
-    monkeypatch.setattr(config, "_runnable_elsewhere", lambda: float(busy))
-    monkeypatch.setattr(config, "_dataloader_workers", lambda: workers)
-    assert config.default_threads() == want
+def test_fair_share_threads(cores, busy, workers, want):
+    assert config.fair_share_threads(cores, cores, busy, workers) == want
+
+
+def test_fair_share_threads_keep_within_the_limit():
+    assert config.fair_share_threads(3, 16, 0) == 3    # a user cap (OMP_NUM_THREADS) stays
+    assert config.fair_share_threads(3, 16, 15) == 3   # share 8 > 3
+    assert config.fair_share_threads(1, 2, 0, 4) == 1
+
+
+def test_default_threads_read_the_machine(monkeypatch):
+    monkeypatch.setattr(config._cpu, "max_threads", lambda: 16)
+    monkeypatch.setattr(config, "usable_cores", lambda: 16)
+    monkeypatch.setattr(config, "_runnable_elsewhere", lambda: 15.0)
+    monkeypatch.setattr(config, "_dataloader_workers", lambda: 0)
+    assert config.default_threads() == 8
+    monkeypatch.setattr(config, "_dataloader_workers", lambda: 4)
+    assert config.default_threads() == 4
 
 
 def test_dataloader_worker_is_detected():

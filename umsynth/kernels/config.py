@@ -3,11 +3,12 @@
 Contention: OpenMP threads that spin while they wait take cores from every other
 process. Unless the user chose otherwise, the OpenMP wait policy is set to passive
 here, before ``umsynth._cpu`` (and with it libgomp) is loaded, and the default thread
-count shrinks to what is free when more threads are runnable than cores, or to a fair
-share of the cores inside a torch DataLoader worker (:func:`default_threads`).
+count shrinks to a fair share of the cores when more threads are runnable than cores,
+and inside a torch DataLoader worker (:func:`default_threads`).
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -78,23 +79,52 @@ def _dataloader_workers() -> int:
     return int(info.num_workers) if info is not None else 0
 
 
+def fair_share_threads(limit: int, cores: int, busy: float, workers: int = 0) -> int:
+    """The thread count of a call: `limit` cut to a fair share of `cores` (pure).
+
+    Parameters
+    ----------
+    limit : int
+        The most threads a call may take (OpenMP's default).
+    cores : int
+        Cores this process may run on.
+    busy : float
+        Threads runnable now besides the caller.
+    workers : int
+        DataLoader workers when the caller is one, else 0.
+
+    Returns
+    -------
+    int
+        Inside a DataLoader worker at most ``cores // workers``. When more threads would
+        be runnable than there are cores, the larger of the free cores and
+        ``cores // (1 + ceil(busy / cores))``: a count of threads cannot tell one process
+        holding every core from as many single-threaded ones, so the others are counted
+        as ``ceil(busy / cores)`` processes that fill the machine each. Without that
+        second term a process that came second kept one thread beside one that took
+        every core (on 16 cores, 1/8 of its fair share). The price: beside many
+        single-threaded processes it takes a little more than an even share (2 threads
+        beside 100 others on 16 cores). On 2 cores both terms give 1. At least 1.
+    """
+    n = limit
+    if workers > 0:
+        n = min(n, max(1, cores // workers))
+    if busy + n > cores:
+        share = cores // (1 + math.ceil(busy / cores))
+        n = min(n, max(int(cores - busy), share))
+    return max(1, n)
+
+
 def default_threads() -> int:
     """Threads for a call that names none: OpenMP's default, cut to a fair share.
 
     Inside a torch DataLoader worker: the cores divided among the workers. Whenever
-    more threads are runnable than there are cores: the cores left free by the others,
-    at least one. Either way a process never takes more than its share while it waits
-    for the others, and alone it uses every core.
+    more threads are runnable than there are cores: what is free, or a share as if the
+    others were whole-machine processes, whichever is more (:func:`fair_share_threads`).
+    Alone a process uses every core; on two cores under contention it takes one thread.
     """
-    n = min(int(_cpu.max_threads()), MAX_THREADS)
-    cores = usable_cores()
-    workers = _dataloader_workers()
-    if workers > 0:
-        n = min(n, max(1, cores // workers))
-    busy = _runnable_elsewhere()
-    if busy + n > cores:
-        n = min(n, max(1, int(cores - busy)))
-    return max(1, n)
+    limit = min(int(_cpu.max_threads()), MAX_THREADS)
+    return fair_share_threads(limit, usable_cores(), _runnable_elsewhere(), _dataloader_workers())
 
 
 def set_num_threads(n: int | None) -> None:
