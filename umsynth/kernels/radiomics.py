@@ -81,12 +81,14 @@ def glcm_features(q: np.ndarray, threads: int | None = None) -> tuple[np.ndarray
     return c.radiomics_glcm_features(q=q, threads=resolve_threads(threads)), c.radiomics_glcm_feature_names()
 
 
-def glcm_features_dense(counts: np.ndarray, ng: np.ndarray, threads: int | None = None) -> np.ndarray:
+def glcm_features_dense(counts: np.ndarray, ng: np.ndarray, threads: int | None = None
+                        ) -> tuple[np.ndarray, list[str]]:
     """:func:`glcm_features` from dense symmetric uint64 counts (N, 4, G, G) of gray levels
     1..G (the GPU path's matrices); ``ng[n]``: image n's largest gray level."""
-    return _cpu().radiomics_glcm_features_dense(counts=np.ascontiguousarray(counts, dtype=np.uint64),
-                                                ng=np.ascontiguousarray(ng, dtype=np.int32),
-                                                threads=resolve_threads(threads))
+    c = _cpu()
+    out = c.radiomics_glcm_features_dense(counts=np.ascontiguousarray(counts, dtype=np.uint64),
+                                          ng=np.ascontiguousarray(ng, dtype=np.int32), threads=resolve_threads(threads))
+    return out, c.radiomics_glcm_feature_names()
 
 
 def firstorder(image: np.ndarray, q: np.ndarray, shift: float, pixel_area: float,
@@ -105,9 +107,12 @@ def ngtdm_features(q: np.ndarray, threads: int | None = None) -> tuple[np.ndarra
     return c.radiomics_ngtdm_features(q=q, threads=resolve_threads(threads)), c.radiomics_ngtdm_feature_names()
 
 
-def ngtdm_features_dense(count: np.ndarray, diff: np.ndarray, threads: int | None = None) -> np.ndarray:
+def ngtdm_features_dense(count: np.ndarray, diff: np.ndarray, threads: int | None = None
+                         ) -> tuple[np.ndarray, list[str]]:
     """:func:`ngtdm_features` from dense uint64 pixel counts and difference sums (units of
     1/840) (N, G) of gray levels 1..G (the GPU path's arrays)."""
-    return _cpu().radiomics_ngtdm_features_dense(count=np.ascontiguousarray(count, dtype=np.uint64),
-                                                 diff=np.ascontiguousarray(diff, dtype=np.uint64),
-                                                 threads=resolve_threads(threads))
+    c = _cpu()
+    out = c.radiomics_ngtdm_features_dense(count=np.ascontiguousarray(count, dtype=np.uint64),
+                                           diff=np.ascontiguousarray(diff, dtype=np.uint64),
+                                           threads=resolve_threads(threads))
+    return out, c.radiomics_ngtdm_feature_names()

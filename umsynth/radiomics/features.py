@@ -97,21 +97,12 @@ def _columns(values: np.ndarray, columns: Sequence[str], wanted: Sequence[str]) 
     return {name: np.ascontiguousarray(values[:, col[name]]) for name in wanted if name in col}
 
 
-def _firstorder(img: np.ndarray, q: np.ndarray, shift: float, pixel_area: float, wanted: Sequence[str],
-                threads: int | None) -> dict[str, np.ndarray]:
-    """First-order features of the ROI pixels (q > 0: every bin inside the ROI is >= 1)."""
-    return _columns(*kernels.firstorder(img, q, shift, pixel_area, threads), wanted)
-
-
-# ---------------------------------------------------------------------------- GLCM
-
-def _glcm(q: np.ndarray, wanted: Sequence[str], threads: int | None) -> dict[str, np.ndarray]:
+def _glcm(src, N: int, wanted: Sequence[str]) -> dict[str, np.ndarray]:
     """GLCM features: the formulas run in C++ on each image's matrices; MCC (an
     eigenproblem per matrix) here."""
-    r = _columns(*kernels.glcm_features(q, threads), wanted)
+    r = _columns(*src.glcm_features(), wanted)
     if "MCC" in wanted:
-        coo = kernels.glcm(q, threads)
-        N = q.shape[0]
+        coo = src.glcm()
         tot = _segsum(coo.seg, coo.v, N * 4)
         r["MCC"] = _angle_mean(_mcc(coo, coo.v / np.where(tot > 0, tot, 1.0)[coo.seg], N), tot > 0, N)
     return r
@@ -180,22 +171,15 @@ def _length_matrix(coo: kernels.Coo, S: int, names: dict[str, str], wanted: Sequ
     return {name: q[key]() for key, name in names.items() if name in wanted}, valid
 
 
-# ---------------------------------------------------------------------------- NGTDM
-
-def _ngtdm(q: np.ndarray, wanted: Sequence[str], threads: int | None) -> dict[str, np.ndarray]:
-    """NGTDM features: counted and evaluated in C++, over each image's present gray levels."""
-    return _columns(*kernels.ngtdm_features(q, threads), wanted)
-
-
 # ---------------------------------------------------------------------------- driver
 
 def _as_batch(x: Any, name: str) -> np.ndarray:
     if is_gpu_array(x):
-        # the same error as every umsynth kernel where no device is usable; the matrices'
-        # CUDA launchers compile, but the filters and formulas run on the host only so far
+        # a GPU mask with host images, or the reverse: the same error as every umsynth
+        # kernel where no device is usable, else a clear refusal (never a copy)
         cuda_module()
-        raise ValueError(f"{name}: radiomics features of GPU arrays are not computed on the GPU yet; "
-                         "move the array with .cpu() / .get() (umsynth never copies it behind your back)")
+        raise ValueError(f"{name}: a GPU array with host arrays; pass images and masks on one device "
+                         "(umsynth never copies them behind your back)")
     arr, _ = to_numpy(x, name)
     if arr.ndim == 2:
         arr = arr[None]
@@ -271,7 +255,12 @@ def features(images: Any, masks: Any = None, *, filters: Sequence[str] = ("origi
     Parameters
     ----------
     images : array_like, shape (N, H, W) or (H, W)
-        numpy array or CPU torch tensor, in HU or grey values (any real dtype).
+        numpy array, torch tensor or CuPy array, in HU or grey values (any real dtype). A
+        GPU batch (CUDA tensor, CuPy array) is discretised and its texture matrices counted
+        on its device by umsynth's CUDA kernels; the matrices, and the values for the first
+        order, then come to the host for the formulas. On the GPU only the original image
+        type is computed (no filters, ``normalize`` or ``resampled_spacing``), and the masks
+        must be on the same device.
     masks : array_like, optional
         Region of interest of each image, the images' shape (non-zero = inside); a single
         (H, W) mask is shared by the batch. Default: the whole image.
@@ -320,6 +309,8 @@ def features(images: Any, masks: Any = None, *, filters: Sequence[str] = ("origi
         holds one value only, or bad settings (each message names the argument).
     TypeError
         For non-numeric input.
+    umsynth.kernels.arrays.CudaUnavailableError
+        For GPU input where umsynth's CUDA kernels cannot run (a ValueError).
 
     Notes
     -----
@@ -346,6 +337,14 @@ def _extract(images: Any, masks: Any, *, check_constant: bool, filters: Sequence
     blank synthetic image)."""
     cls = _check_classes(classes)
     types = _image_types(filters, log_sigma)
+    if is_gpu_array(images):
+        if not bin_width > 0:
+            raise ValueError(f"bin_width must be > 0, got {bin_width}")
+        res = _extract_device(images, masks, cls, check_constant=check_constant, filters=filters,
+                              bin_width=float(bin_width), voxel_array_shift=float(voxel_array_shift),
+                              normalize=normalize, spacing=_pair(spacing, "spacing"),
+                              resampled_spacing=resampled_spacing, gldm_alpha=int(gldm_alpha), threads=threads)
+        return {f"original_{c}_{f}": res[c][f] for c, names in cls.items() for f in names}
     img = _as_batch(images, "images")
     check_finite(img, "images")
     img = np.asarray(img, dtype=np.float64)  # no copy when it is float64 already
@@ -455,33 +454,92 @@ def _filtered(img, filters, log_sigma, spacing, wavelet):
                 yield f"wavelet-{b}", bands[b]
 
 
+class HostMatrices:
+    """A discretised host batch and its matrices, counted by the C++ CPU launchers.
+
+    umsynth.radiomics.device.DeviceMatrices offers the same methods for a GPU batch;
+    :func:`_evaluate` reads either.
+    """
+
+    def __init__(self, img: np.ndarray, roi: np.ndarray | None, bin_width: float, threads: int | None):
+        N = img.shape[0]
+        mn = img.min(axis=(1, 2)) if roi is None else np.where(roi, img, np.inf).min(axis=(1, 2))
+        low = mn - np.mod(mn, bin_width)  # pyradiomics: minimum - minimum % binWidth
+        delta = (low + bin_width) - low  # the step numpy.arange really takes
+        self.img, self.threads, self.N = img, threads, N
+        self.q_full = q = kernels.discretize(img, roi, low, delta, threads)
+        if roi is not None:  # the matrices only see the ROI: count inside the batch's ROI box
+            inside = roi.any(axis=0)
+            ys, xs = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+            q = np.ascontiguousarray(q[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1])
+        self.q = q
+
+    def firstorder(self, shift: float, pixel_area: float):
+        return kernels.firstorder(self.img, self.q_full, shift, pixel_area, self.threads)
+
+    def glcm_features(self):
+        return kernels.glcm_features(self.q, self.threads)
+
+    def glcm(self) -> kernels.Coo:
+        return kernels.glcm(self.q, self.threads)
+
+    def glrlm(self) -> kernels.Coo:
+        return kernels.glrlm(self.q, self.threads)
+
+    def glszm(self) -> kernels.Coo:
+        return kernels.glszm(self.q, self.threads)
+
+    def gldm(self, alpha: int) -> kernels.Coo:
+        return kernels.gldm(self.q, alpha, self.threads)
+
+    def ngtdm_features(self):
+        return kernels.ngtdm_features(self.q, self.threads)
+
+
 def _one_image_type(img: np.ndarray, roi: np.ndarray | None, cls: dict, bin_width: float, shift: float,
                     pixel_area: float, alpha: int, threads: int | None) -> dict[str, dict[str, np.ndarray]]:
-    N = img.shape[0]
-    if roi is None:
-        mn = img.min(axis=(1, 2))
-    else:
-        mn = np.where(roi, img, np.inf).min(axis=(1, 2))
-    low = mn - np.mod(mn, bin_width)  # pyradiomics: minimum - minimum % binWidth
-    delta = (low + bin_width) - low  # the step numpy.arange really takes
-    q = q_full = kernels.discretize(img, roi, low, delta, threads)
-    if roi is not None:  # the matrices only see the ROI: count inside the batch's ROI box
-        inside = roi.any(axis=0)
-        ys, xs = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-        q = np.ascontiguousarray(q[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1])
+    return _evaluate(HostMatrices(img, roi, bin_width, threads), cls, shift, pixel_area, alpha)
+
+
+def _evaluate(src, cls: dict, shift: float, pixel_area: float, alpha: int) -> dict[str, dict[str, np.ndarray]]:
+    """Every wanted feature from a HostMatrices or DeviceMatrices source."""
+    N = src.N
     res: dict[str, dict[str, np.ndarray]] = {}
     for c, names in cls.items():
         if c == "firstorder":
-            res[c] = _firstorder(img, q_full, shift, pixel_area, names, threads)
+            res[c] = _columns(*src.firstorder(shift, pixel_area), names)
         elif c == "glcm":
-            res[c] = _glcm(q, names, threads)
+            res[c] = _glcm(src, N, names)
         elif c == "glrlm":
-            vals, valid = _length_matrix(kernels.glrlm(q, threads), N * 4, _LENGTH_NAMES[c], names)
+            vals, valid = _length_matrix(src.glrlm(), N * 4, _LENGTH_NAMES[c], names)
             res[c] = {k: _angle_mean(v, valid, N) for k, v in vals.items()}
         elif c in ("glszm", "gldm"):
-            coo = kernels.glszm(q, threads) if c == "glszm" else kernels.gldm(q, alpha, threads)
-            vals, _ = _length_matrix(coo, N, _LENGTH_NAMES[c], names)
+            vals, _ = _length_matrix(src.glszm() if c == "glszm" else src.gldm(alpha), N, _LENGTH_NAMES[c], names)
             res[c] = vals
         else:
-            res[c] = _ngtdm(q, names, threads)
+            res[c] = _columns(*src.ngtdm_features(), names)
     return res
+
+
+def _extract_device(images: Any, masks: Any, cls: dict, *, check_constant: bool, filters, bin_width: float,
+                    voxel_array_shift: float, normalize: bool, spacing, resampled_spacing, gldm_alpha: int,
+                    threads: int | None) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`_extract` of a GPU batch: the original image's features (see umsynth.radiomics.device)."""
+    from umsynth.radiomics import device
+
+    img, roi, ops = device.device_batch(images, masks)
+    if tuple((filters,) if isinstance(filters, str) else filters) != ("original",):
+        raise ValueError("filters: features of GPU arrays are computed for the original image only; "
+                         "LoG and wavelet images are filtered on the host (move the batch with .cpu() / .get())")
+    for name, value in (("normalize", normalize), ("resampled_spacing", resampled_spacing)):
+        if value:
+            raise ValueError(f"{name}: not available for GPU arrays (the images are prepared on the host); "
+                             "move the batch with .cpu() / .get()")
+    if check_constant:
+        lo, hi = device.minmax(ops, img, roi)
+        flat = np.flatnonzero(lo == hi)
+        if flat.size:
+            raise ValueError(f"images: image {int(flat[0])} is constant inside its region of interest, "
+                             "so its texture is undefined")
+    src = device.DeviceMatrices(img, roi, ops, bin_width, threads)
+    return _evaluate(src, cls, voxel_array_shift, spacing[0] * spacing[1], gldm_alpha)
