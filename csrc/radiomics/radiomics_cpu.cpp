@@ -139,9 +139,10 @@ void discretize_cpu(const double* image, const uint8_t* mask, int64_t N, int H, 
 
 namespace {
 
-// One direction's co-occurrence counts of the 4 angles of one image over the indexes of its
-// present levels, cells[(a * G + i) * G + j], by the per-element glcm_partner on an image
-// of indexes + 1 (0 off the ROI).
+// Co-occurrence counts of the 4 angles of one image over the indexes of its present
+// levels, by the per-element glcm_partner on an image of indexes + 1 (0 off the ROI). The
+// matrices are symmetric: a pair (i, j) is counted once, in cells[(a * G + min) * G + max],
+// so that reading them back is one pass over the upper triangles, row by row.
 void count_glcm(const int32_t* qi, const Levels& lv, int H, int W, std::vector<int32_t>& idx1,
                 std::vector<int32_t>& cells) {
   const int64_t P = (int64_t)H * W, G = lv.size();
@@ -154,16 +155,17 @@ void count_glcm(const int32_t* qi, const Levels& lv, int H, int W, std::vector<i
       if (!c) continue;
       for (int a = 0; a < kAngles; ++a) {
         const int32_t g = glcm_partner(idx1.data(), H, W, y, x, a);
-        if (g) ++cells[(size_t)(((int64_t)a * G + c - 1) * G + g - 1)];
+        if (g) ++cells[(size_t)(((int64_t)a * G + std::min(c, g) - 1) * G + std::max(c, g) - 1)];
       }
     }
 }
 
 // Co-occurrence matrices of one image, by angle: visit(a, each) with each(f) calling
 // f(level a, level b, count) for the non-zero cells of the symmetric matrix of angle a, in
-// (a, b) order. Dense counting where the 4 matrices fit in kDenseMax cells, else sorting.
+// (a, b) order if `ordered` (else in any order). Dense counting where the 4 matrices fit in
+// kDenseMax cells, else sorting.
 template <class V>
-void glcm_image(const int32_t* qi, int H, int W, V visit) {
+void glcm_image(const int32_t* qi, int H, int W, bool ordered, V visit) {
   const int64_t P = (int64_t)H * W;
   Levels lv;
   lv.build(qi, P);
@@ -180,10 +182,15 @@ void glcm_image(const int32_t* qi, int H, int W, V visit) {
       const int32_t* m = cells.data() + (int64_t)a * G * G;
       nz.clear();
       for (int64_t i = 0; i < G; ++i)
-        for (int64_t j = 0; j < G; ++j) {
-          const int64_t c = (int64_t)m[i * G + j] + m[j * G + i];
-          if (c) nz.push_back({lv.value[(size_t)i], lv.value[(size_t)j], (double)c});
+        for (int64_t j = i; j < G; ++j) {
+          const int32_t c = m[i * G + j];
+          if (!c) continue;
+          const int32_t u = lv.value[(size_t)i], v = lv.value[(size_t)j];
+          nz.push_back({u, v, (double)(i == j ? 2 * (int64_t)c : c)});  // P + P^T
+          if (i != j) nz.push_back({v, u, (double)c});
         }
+      if (ordered)
+        std::sort(nz.begin(), nz.end(), [](const Cell& x, const Cell& y) { return x.a != y.a ? x.a < y.a : x.b < y.b; });
       visit(a, [&](auto f) {
         for (const Cell& e : nz) f(e.a, e.b, e.c);
       });
@@ -228,7 +235,7 @@ int threads_or_max(int threads) { return threads > 0 ? threads : omp_get_max_thr
 Coo glcm_cpu(const int32_t* q, int64_t N, int H, int W, int threads) {
   const int64_t P = (int64_t)H * W;
   return per_image(N, threads, [&](int64_t n, Coo& out) {
-    glcm_image(q + n * P, H, W, [&](int a, auto each) {
+    glcm_image(q + n * P, H, W, true, [&](int a, auto each) {
       each([&](int32_t i, int32_t j, double c) {
         out.seg.push_back(n * kAngles + a);
         out.a.push_back(i);
@@ -248,7 +255,7 @@ void glcm_features_cpu(const int32_t* q, int64_t N, int H, int W, double* out, i
     std::vector<double> scratch;
     const int32_t* qi = q + n * P;
     const int32_t ng = *std::max_element(qi, qi + P);
-    glcm_image(qi, H, W, [&](int a, auto each) {
+    glcm_image(qi, H, W, false, [&](int a, auto each) {
       valid[a] = glcm_formulas(each, ng + 1, (double)ng, per_angle[a], scratch);
     });
     angle_mean(kGlcmFeatures, out + n * kGlcmFeatures, [&](int a, double* o) {

@@ -16,6 +16,23 @@ constexpr double kEps = 2.220446049250313e-16;
 
 inline double plogp(double p) { return p > 0 ? p * std::log2(p + kEps) : 0.0; }
 
+// log2(x + kEps) for x > 0 from log2(x): the correction log2(1 + kEps / x), exact to
+// rounding, costs no logarithm where kEps / x is below 1e-8 (its series' first term).
+inline double log2_plus_eps(double log2_x, double x) {
+  const double r = kEps / x;
+  return log2_x + (r < 1e-8 ? r / 0.6931471805599453 : std::log2(1 + r));
+}
+
+// log2 of a positive count, from a table for the small counts most matrix cells hold.
+inline double log2_count(double c) {
+  static const std::vector<double> table = [] {
+    std::vector<double> t(1024, 0.0);
+    for (int k = 1; k < 1024; ++k) t[(size_t)k] = std::log2((double)k);
+    return t;
+  }();
+  return c < 1024 && c == (double)(int)c ? table[(size_t)c] : std::log2(c);
+}
+
 constexpr int kGlcmFeatures = 23;
 extern const char* const kGlcmNames[kGlcmFeatures];
 
@@ -29,11 +46,12 @@ bool glcm_formulas(Visit each, int K, double ng, double* out, std::vector<double
   double tot = 0;
   each([&](int, int, double c) { tot += c; });
   if (tot == 0) return false;
-  scratch.assign((size_t)(4 * K), 0.0);
+  scratch.assign((size_t)(5 * K), 0.0);
   double* px = scratch.data();  // by gray level; symmetric, so p_y = p_x
   double* pdiff = px + K;       // p_{x-y}(k), k < K
-  double* psum = pdiff + K;     // p_{x+y}(k), k < 2K
+  double* psum = pdiff + K;     // p_{x+y}(k), k < 2K; then log2 p_x
   double autocorrelation = 0, energy = 0, hxy = 0, pmax = 0;
+  const double log2_tot = std::log2(tot);
   each([&](int a, int b, double c) {
     const double p = c / tot;
     px[a] += p;
@@ -41,7 +59,7 @@ bool glcm_formulas(Visit each, int K, double ng, double* out, std::vector<double
     psum[a + b] += p;
     autocorrelation += (double)a * b * p;
     energy += p * p;
-    hxy -= plogp(p);
+    hxy -= p * log2_plus_eps(log2_count(c) - log2_tot, p);  // -p log2(p + eps)
     pmax = std::max(pmax, p);
   });
   double ux = 0, hx = 0;
@@ -51,8 +69,13 @@ bool glcm_formulas(Visit each, int K, double ng, double* out, std::vector<double
   }
   double var = 0;
   for (int i = 1; i < K; ++i) var += (i - ux) * (i - ux) * px[i];
+  // HXY1 = -sum p log2(px py + eps), with log2(px py) = log2 px + log2 py
+  double* lpx = psum + 2 * K;
+  for (int i = 1; i < K; ++i) lpx[i] = px[i] > 0 ? std::log2(px[i]) : 0.0;
   double hxy1 = 0;
-  each([&](int a, int b, double c) { hxy1 -= c / tot * std::log2(px[a] * px[b] + kEps); });
+  each([&](int a, int b, double c) {
+    hxy1 -= c / tot * log2_plus_eps(lpx[a] + lpx[b], px[a] * px[b]);
+  });
   double dmean = 0, contrast = 0, dentropy = 0, idm = 0, id = 0, idn = 0, idmn = 0, ivar = 0;
   for (int k = 0; k < K; ++k) {
     const double p = pdiff[k];
