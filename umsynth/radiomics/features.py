@@ -89,7 +89,7 @@ def _angle_mean(values: np.ndarray, valid: np.ndarray, N: int) -> np.ndarray:
         return np.where(k > 0, v.sum(axis=1) / np.maximum(k, 1), np.nan)
 
 
-# ---------------------------------------------------------------------------- first order
+# ---------------------------------------------------------------------------- first order, GLCM, NGTDM (C++)
 
 def _columns(values: np.ndarray, columns: Sequence[str], wanted: Sequence[str]) -> dict[str, np.ndarray]:
     """The wanted columns of an (N, F) result of the C++ formulas."""
