@@ -7,14 +7,16 @@ features (first order, GLCM, GLRLM, GLSZM, GLDM, NGTDM of the original image, bi
 and 2 threads. umsynth runs a batch of 8 slices per call, fastrad one slice per call; the
 throughput (slices per second) is in ``extra_info``. The FRD case times
 ``umsynth.radiomics.frd.frd_stats`` on N 512 x 512 slices (FRD's 693 features, including
-resampling and the LoG and wavelet filters) and the distance of two such sets; N is 100
+resampling and the LoG and wavelet filters) and the distance of two such sets; N is 32
 (UMSYNTH_BENCH_FRD_N to change it, 1000 with UMSYNTH_BENCH_FULL=1), with the time scaled to
-1,000 images in ``extra_info``.
+1,000 images in ``extra_info``. ``benchmarks/frd_time.py`` times one set of any size (1,000
+images: ``--n 1000``) outside pytest, with CPU and wall time.
 """
 from __future__ import annotations
 
 import functools
 import os
+import time
 import warnings
 
 import numpy as np
@@ -27,7 +29,7 @@ CLASSES = ("firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
 BATCH = 8
 THREADS = 2
 FULL = os.environ.get("UMSYNTH_BENCH_FULL") == "1"
-FRD_N = 1000 if FULL else int(os.environ.get("UMSYNTH_BENCH_FRD_N", "100"))
+FRD_N = 1000 if FULL else int(os.environ.get("UMSYNTH_BENCH_FRD_N", "32"))
 
 
 @functools.lru_cache(maxsize=4)
@@ -82,9 +84,13 @@ def test_frd_512(benchmark):
             n = min(16, FRD_N - lo)
             yield base[:n] + r.normal(0, 3, (n, 512, 512))
 
+    cpu = []
+
     def run():
+        c0 = time.process_time()
         a = frd_stats(images(1), threads=THREADS)
         b = frd_stats(images(2), threads=THREADS)
+        cpu.append(time.process_time() - c0)
         return frd(a, b)
 
     benchmark.group = "FRD of two sets of 512x512 slices"
@@ -92,3 +98,5 @@ def test_frd_512(benchmark):
     assert np.isfinite(result.frd) and rng is not None
     benchmark.extra_info["images"] = 2 * FRD_N
     benchmark.extra_info["seconds_per_1000_images"] = benchmark.stats.stats.median / (2 * FRD_N) * 1000
+    benchmark.extra_info["cpu_ms_per_image"] = cpu[-1] / (2 * FRD_N) * 1000
+    benchmark.extra_info["load_average"] = os.getloadavg()[0]

@@ -108,6 +108,34 @@ __global__ void ngtdm_kernel(const int32_t* q, int64_t N, int H, int W, int G, u
   }
 }
 
+// The size zones: parent[e] = pixel index within its image, then every pixel joins its
+// earlier neighbours (zone_join), then every ROI pixel adds itself to its root's size.
+__global__ void zone_init_kernel(int64_t N, int64_t P, int32_t* parent, int32_t* size) {
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < N * P;
+       e += (int64_t)gridDim.x * blockDim.x) {
+    parent[e] = (int32_t)(e % P);
+    size[e] = 0;
+  }
+}
+
+__global__ void zone_join_kernel(const int32_t* q, int64_t N, int H, int W, int32_t* parent) {
+  const int64_t P = (int64_t)H * W;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < N * P;
+       e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t n = e / P;
+    zone_join(q + n * P, parent + n * P, H, W, (int)((e % P) / W), (int)(e % W));
+  }
+}
+
+__global__ void zone_count_kernel(const int32_t* q, int64_t N, int64_t P, const int32_t* parent,
+                                  int32_t* size) {
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < N * P;
+       e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t n = e / P;
+    zone_count(q + n * P, parent + n * P, size + n * P, (int32_t)(e % P));
+  }
+}
+
 cudaStream_t as_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
 }  // namespace
@@ -145,6 +173,19 @@ void ngtdm_cuda(uintptr_t q, int64_t N, int H, int W, int G, uintptr_t count, ui
   ngtdm_kernel<<<blocks_for(N * H * W), 256, 0, as_stream(stream)>>>((const int32_t*)q, N, H, W, G,
                                                                     (u64*)count, (u64*)diff);
   check(cudaGetLastError(), "radiomics ngtdm");
+}
+
+void glszm_cuda(uintptr_t q, int64_t N, int H, int W, uintptr_t parent, uintptr_t size,
+                uintptr_t stream) {
+  const int64_t P = (int64_t)H * W;
+  const cudaStream_t s = as_stream(stream);
+  zone_init_kernel<<<blocks_for(N * P), 256, 0, s>>>(N, P, (int32_t*)parent, (int32_t*)size);
+  check(cudaGetLastError(), "radiomics glszm init");
+  zone_join_kernel<<<blocks_for(N * P), 256, 0, s>>>((const int32_t*)q, N, H, W, (int32_t*)parent);
+  check(cudaGetLastError(), "radiomics glszm join");
+  zone_count_kernel<<<blocks_for(N * P), 256, 0, s>>>((const int32_t*)q, N, P, (const int32_t*)parent,
+                                                      (int32_t*)size);
+  check(cudaGetLastError(), "radiomics glszm count");
 }
 
 }  // namespace radiomics

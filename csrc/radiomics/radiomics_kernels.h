@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "common.h"
+#include "union_find.h"
 
 namespace ums {
 namespace radiomics {
@@ -63,6 +64,31 @@ UMS_HD void line_start(int a, int l, int H, int W, int& y, int& x) {
 UMS_HD int run_step(int32_t prev, int32_t c, int32_t next, int k, int& start) {
   start = prev != c ? k : start;
   return (c != 0) & (next != c) ? k - start + 1 : 0;
+}
+
+// Size zones (8-connected regions of one gray level) by union-find on a parent array of
+// pixel indexes (parent[p] = p at the start): pixel (y, x) joins the zones of its earlier
+// neighbours (left, up-left, up, up-right) that hold its gray level. Joins that other
+// pixels make anyway are skipped: up touches up-left and up-right, left touches up-left,
+// and those pixels join each other. Run for every pixel, in any order and by any number
+// of threads, every zone ends as one tree whose root is its smallest pixel index
+// (union_find.h).
+UMS_HD void zone_join(const int32_t* q, int32_t* parent, int H, int W, int y, int x) {
+  const int32_t c = q[(int64_t)y * W + x];
+  if (!c) return;
+  const int32_t p = y * W + x;
+  if (at(q, H, W, y - 1, x) == c) {
+    uf_join(parent, p, p - W);
+    return;
+  }
+  if (at(q, H, W, y, x - 1) == c) uf_join(parent, p, p - 1);
+  else if (at(q, H, W, y - 1, x - 1) == c) uf_join(parent, p, p - W - 1);
+  if (at(q, H, W, y - 1, x + 1) == c) uf_join(parent, p, p - W + 1);
+}
+
+// After every zone_join: add pixel p (in the ROI) to the size of its zone, kept at the root.
+UMS_HD void zone_count(const int32_t* q, const int32_t* parent, int32_t* size, int32_t p) {
+  if (q[p]) atomic_add(size + uf_root(parent, p), 1);
 }
 
 // Dependence: the number of ROI neighbours whose gray level differs by at most alpha.

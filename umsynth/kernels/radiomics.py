@@ -57,6 +57,13 @@ def glszm(q: np.ndarray, threads: int | None = None) -> Coo:
     return Coo(*_cpu().radiomics_glszm(q=q, threads=resolve_threads(threads)))
 
 
+def glszm_from_sizes(q: np.ndarray, size: np.ndarray, threads: int | None = None) -> Coo:
+    """:func:`glszm` from the zone sizes at the zones' roots (``size[n, y, x]``: pixels of the
+    zone whose smallest pixel index is (y, x), else 0), as the GPU path labels them."""
+    return Coo(*_cpu().radiomics_glszm_from_sizes(q=q, size=np.ascontiguousarray(size, dtype=np.int32),
+                                                  threads=resolve_threads(threads)))
+
+
 def gldm(q: np.ndarray, alpha: int = 0, threads: int | None = None) -> Coo:
     """Pixels by (gray level, dependent neighbours + 1); seg = image."""
     return Coo(*_cpu().radiomics_gldm(q=q, alpha=int(alpha), threads=resolve_threads(threads)))
@@ -65,3 +72,47 @@ def gldm(q: np.ndarray, alpha: int = 0, threads: int | None = None) -> Coo:
 def ngtdm(q: np.ndarray, threads: int | None = None) -> Coo:
     """Per image and present gray level: a = level, b = pixels, v = sum of |level - neighbour mean|."""
     return Coo(*_cpu().radiomics_ngtdm(q=q, threads=resolve_threads(threads)))
+
+
+def glcm_features(q: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """(N, F) GLCM features of each image (MCC excepted), the mean over the angles that hold
+    pairs (NaN where none does), and the F column names."""
+    c = _cpu()
+    return c.radiomics_glcm_features(q=q, threads=resolve_threads(threads)), c.radiomics_glcm_feature_names()
+
+
+def glcm_features_dense(counts: np.ndarray, ng: np.ndarray, threads: int | None = None
+                        ) -> tuple[np.ndarray, list[str]]:
+    """:func:`glcm_features` from dense symmetric uint64 counts (N, 4, G, G) of gray levels
+    1..G (the GPU path's matrices); ``ng[n]``: image n's largest gray level."""
+    c = _cpu()
+    out = c.radiomics_glcm_features_dense(counts=np.ascontiguousarray(counts, dtype=np.uint64),
+                                          ng=np.ascontiguousarray(ng, dtype=np.int32), threads=resolve_threads(threads))
+    return out, c.radiomics_glcm_feature_names()
+
+
+def firstorder(image: np.ndarray, q: np.ndarray, shift: float, pixel_area: float,
+               threads: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """(N, F) first-order features of the pixels with ``q > 0`` (float64 image, its bins q)
+    and the F column names."""
+    c = _cpu()
+    out = c.radiomics_firstorder(image=np.ascontiguousarray(image, dtype=np.float64), q=q, shift=float(shift),
+                                 pixel_area=float(pixel_area), threads=resolve_threads(threads))
+    return out, c.radiomics_firstorder_feature_names()
+
+
+def ngtdm_features(q: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """(N, F) NGTDM features of each image and the F column names."""
+    c = _cpu()
+    return c.radiomics_ngtdm_features(q=q, threads=resolve_threads(threads)), c.radiomics_ngtdm_feature_names()
+
+
+def ngtdm_features_dense(count: np.ndarray, diff: np.ndarray, threads: int | None = None
+                         ) -> tuple[np.ndarray, list[str]]:
+    """:func:`ngtdm_features` from dense uint64 pixel counts and difference sums (units of
+    1/840) (N, G) of gray levels 1..G (the GPU path's arrays)."""
+    c = _cpu()
+    out = c.radiomics_ngtdm_features_dense(count=np.ascontiguousarray(count, dtype=np.uint64),
+                                           diff=np.ascontiguousarray(diff, dtype=np.uint64),
+                                           threads=resolve_threads(threads))
+    return out, c.radiomics_ngtdm_feature_names()

@@ -1,9 +1,10 @@
 """Radiomics features of a batch of 2D images, with pyradiomics' names and definitions.
 
-The texture matrices are counted in C++ (umsynth.kernels.radiomics, one image per thread);
-this module validates, prepares and filters the images and evaluates every feature
-formula on the sparse matrices of the whole batch at once (segment sums with
-``numpy.bincount``), so the cost grows with the matrices' entries, not with Python loops.
+The texture matrices are counted in C++ (umsynth.kernels.radiomics, one image per thread).
+First-order, GLCM and NGTDM formulas run there too, image by image on dense matrices
+(csrc/radiomics/radiomics_features.h); the formulas shared by GLRLM, GLSZM and GLDM (and
+GLCM's MCC) are evaluated here on the sparse matrices of the whole batch at once (segment
+sums with ``numpy.bincount``). This module validates, prepares and filters the images.
 """
 from __future__ import annotations
 
@@ -80,10 +81,6 @@ def _dense(seg: np.ndarray, k: np.ndarray, w: np.ndarray, S: int, K: int) -> np.
     return np.bincount(seg * K + k, weights=w, minlength=S * K).reshape(S, K)
 
 
-def _entropy_rows(p: np.ndarray) -> np.ndarray:
-    return -(p * np.log2(p + EPS)).sum(axis=1)
-
-
 def _angle_mean(values: np.ndarray, valid: np.ndarray, N: int) -> np.ndarray:
     """Mean over the angles that hold pairs (pyradiomics drops empty angles); NaN if none."""
     v = np.where(valid, values, 0.0).reshape(N, -1)
@@ -92,142 +89,23 @@ def _angle_mean(values: np.ndarray, valid: np.ndarray, N: int) -> np.ndarray:
         return np.where(k > 0, v.sum(axis=1) / np.maximum(k, 1), np.nan)
 
 
-# ---------------------------------------------------------------------------- first order
+# ---------------------------------------------------------------------------- first order, GLCM, NGTDM (C++)
 
-def _firstorder(values: np.ndarray, roi: np.ndarray | None, q: np.ndarray, shift: float,
-                pixel_area: float, wanted: Sequence[str]) -> dict[str, np.ndarray]:
-    N = values.shape[0]
-    if roi is None:
-        rows = [values.reshape(N, -1)]
-        groups = [np.arange(N)]
-    else:
-        # images with the same ROI size share one (n, pixels) array
-        counts = roi.reshape(N, -1).sum(axis=1)
-        rows, groups = [], []
-        for c in np.unique(counts):
-            idx = np.flatnonzero(counts == c)
-            rows.append(np.stack([values[n][roi[n]] for n in idx]))
-            groups.append(idx)
-    out = {name: np.empty(N) for name in wanted}
-    dot = lambda a, b: np.einsum("ij,ij->i", a, b)  # row sums of products, no temporaries
-    for x, idx in zip(rows, groups):
-        x = np.asarray(x, dtype=np.float64)
-        n = x.shape[1]
-        mean = x.mean(axis=1)
-        d = x - mean[:, None]
-        d2 = d * d
-        m2 = d2.sum(axis=1) / n
-        pct = np.percentile(x, [10, 25, 50, 75, 90], axis=1)
-        sx = x + shift
-        shifted2 = dot(sx, sx)
-        del sx
-        r = {
-            "10Percentile": pct[0], "90Percentile": pct[4], "Median": pct[2],
-            "InterquartileRange": pct[3] - pct[1], "Minimum": x.min(axis=1), "Maximum": x.max(axis=1),
-            "Mean": mean, "Variance": m2, "Energy": shifted2, "TotalEnergy": shifted2 * pixel_area,
-            "RootMeanSquared": np.sqrt(shifted2 / n),
-        }
-        r["Range"] = r["Maximum"] - r["Minimum"]
-        safe = np.where(m2 == 0, 1.0, m2)  # a constant ROI: skewness and kurtosis 0
-        r["Skewness"] = dot(d2, d) / n / safe ** 1.5
-        r["Kurtosis"] = dot(d2, d2) / n / safe ** 2
-        np.abs(d, out=d)
-        r["MeanAbsoluteDeviation"] = d.sum(axis=1) / n
-        inside = (x >= pct[0][:, None]) & (x <= pct[4][:, None])
-        k = inside.sum(axis=1)
-        rmean = np.sum(x, axis=1, where=inside) / k
-        np.subtract(x, rmean[:, None], out=d)
-        np.abs(d, out=d)
-        r["RobustMeanAbsoluteDeviation"] = np.sum(d, axis=1, where=inside) / k
-        for name in wanted:
-            if name in r:
-                out[name][idx] = r[name]
-    if "Entropy" in wanted or "Uniformity" in wanted:
-        qq = q.reshape(N, -1)
-        K = int(qq.max()) + 1
-        codes = (qq + (np.arange(N, dtype=np.int64) * K)[:, None]).ravel()
-        hist = np.bincount(codes, minlength=N * K).reshape(N, K)[:, 1:]  # bin 0: outside the ROI
-        p = hist / hist.sum(axis=1, keepdims=True)
-        if "Entropy" in wanted:
-            out["Entropy"] = _entropy_rows(p)
-        if "Uniformity" in wanted:
-            out["Uniformity"] = (p * p).sum(axis=1)
-    return out
+def _columns(values: np.ndarray, columns: Sequence[str], wanted: Sequence[str]) -> dict[str, np.ndarray]:
+    """The wanted columns of an (N, F) result of the C++ formulas."""
+    col = {name: k for k, name in enumerate(columns)}
+    return {name: np.ascontiguousarray(values[:, col[name]]) for name in wanted if name in col}
 
 
-# ---------------------------------------------------------------------------- GLCM
-
-def _glcm(coo: kernels.Coo, N: int, ng: np.ndarray, wanted: Sequence[str]) -> dict[str, np.ndarray]:
-    """GLCM features. The matrices are symmetric, so p_y = p_x and u_y = u_x; most features
-    are sums over the marginals p_x, p_{x+y} and p_{x-y} (a few entries per gray level),
-    only the entropies, energy and maximum need the joint entries."""
-    S = N * 4
-    seg = coo.seg
-    tot = _segsum(seg, coo.v, S)
-    valid = tot > 0
-    p = coo.v / tot[seg]
-    K = int(max(coo.a.max(initial=0), coo.b.max(initial=0))) + 1
-    r: dict[str, np.ndarray] = {}
-
-    def put(name, value):
-        if name in wanted:
-            r[name] = value
-
-    px = _dense(seg, coo.a.astype(np.int64), p, S, K)
-    pdiff = _dense(seg, np.abs(coo.a - coo.b).astype(np.int64), p, S, K)  # p_{x-y}(k)
-    psum = _dense(seg, (coo.a + coo.b).astype(np.int64), p, S, 2 * K)  # p_{x+y}(k)
-    kvals = np.arange(K, dtype=np.float64)
-    svals = np.arange(2 * K, dtype=np.float64)
-    ux = px @ kvals
-    dmean = pdiff @ kvals
-    contrast = pdiff @ kvals ** 2
-    # sum i j p = (sum (i + j)^2 p - sum (i - j)^2 p) / 4
-    autocorrelation = (psum @ svals ** 2 - contrast) / 4
-    var = ((kvals[None, :] - ux[:, None]) ** 2 * px).sum(axis=1)  # sigma_x^2 = sigma_y^2
-    put("Autocorrelation", autocorrelation)
-    put("JointAverage", ux)
-    dev = svals[None, :] - 2 * ux[:, None]  # i + j - u_x - u_y
-    dev2 = dev * dev * psum
-    put("ClusterProminence", (dev2 * dev * dev).sum(axis=1))
-    put("ClusterShade", (dev2 * dev).sum(axis=1))
-    put("ClusterTendency", dev2.sum(axis=1))
-    put("Contrast", contrast)
-    put("Correlation", np.where(var == 0, 1.0, (autocorrelation - ux * ux) / (var + EPS)))
-    put("DifferenceAverage", dmean)
-    put("DifferenceEntropy", _entropy_rows(pdiff))
-    put("DifferenceVariance", ((kvals[None, :] - dmean[:, None]) ** 2 * pdiff).sum(axis=1))
-    put("JointEnergy", _segsum(seg, p * p, S))
-    hxy = -_segsum(seg, p * np.log2(p + EPS), S)
-    put("JointEntropy", hxy)
-    if "Imc1" in wanted or "Imc2" in wanted:
-        hx = _entropy_rows(px)  # = HY
-        if "Imc1" in wanted:
-            hxy1 = -_segsum(seg, p * np.log2(px[seg, coo.a] * px[seg, coo.b] + EPS), S)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                r["Imc1"] = np.where(hx != 0, (hxy - hxy1) / np.where(hx != 0, hx, 1.0), 0.0)
-        if "Imc2" in wanted:
-            # HXY2 = -sum_ij px py log2(px py + eps) = HX + HY up to G^2 eps (separable)
-            r["Imc2"] = np.sqrt(np.clip(1 - np.exp(-2 * (2 * hx - hxy)), 0, None))
-    put("Idm", pdiff @ (1 / (1 + kvals ** 2)))
-    put("Id", pdiff @ (1 / (1 + kvals)))
-    ngs = np.repeat(ng.astype(np.float64), 4)
-    if "Idn" in wanted:
-        r["Idn"] = (pdiff / (1 + kvals[None, :] / ngs[:, None])).sum(axis=1)
-    if "Idmn" in wanted:
-        r["Idmn"] = (pdiff / (1 + kvals[None, :] ** 2 / ngs[:, None] ** 2)).sum(axis=1)
-    put("InverseVariance", pdiff[:, 1:] @ (1 / kvals[1:] ** 2))
-    if "MaximumProbability" in wanted:
-        mx = np.zeros(S)
-        starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]]) if seg.size else np.array([], int)
-        if starts.size:
-            mx[seg[starts]] = np.maximum.reduceat(p, starts)
-        r["MaximumProbability"] = mx
-    put("SumAverage", psum @ svals)
-    put("SumEntropy", _entropy_rows(psum))
-    put("SumSquares", var)
+def _glcm(src, N: int, wanted: Sequence[str]) -> dict[str, np.ndarray]:
+    """GLCM features: the formulas run in C++ on each image's matrices; MCC (an
+    eigenproblem per matrix) here."""
+    r = _columns(*src.glcm_features(), wanted)
     if "MCC" in wanted:
-        r["MCC"] = _mcc(coo, p, N)
-    return {name: _angle_mean(v, valid, N) for name, v in r.items()}
+        coo = src.glcm()
+        tot = _segsum(coo.seg, coo.v, N * 4)
+        r["MCC"] = _angle_mean(_mcc(coo, coo.v / np.where(tot > 0, tot, 1.0)[coo.seg], N), tot > 0, N)
+    return r
 
 
 def _mcc(coo: kernels.Coo, p: np.ndarray, N: int) -> np.ndarray:
@@ -293,70 +171,15 @@ def _length_matrix(coo: kernels.Coo, S: int, names: dict[str, str], wanted: Sequ
     return {name: q[key]() for key, name in names.items() if name in wanted}, valid
 
 
-# ---------------------------------------------------------------------------- NGTDM
-
-def _ngtdm(coo: kernels.Coo, N: int, wanted: Sequence[str], chunk: int = 64) -> dict[str, np.ndarray]:
-    seg = coo.seg
-    i = coo.a.astype(np.float64)
-    n_i = coo.b.astype(np.float64)
-    s = coo.v
-    nvp = _segsum(seg, n_i, N)
-    p = n_i / nvp[seg]
-    ngp = np.bincount(seg, minlength=N).astype(np.float64)
-    ps = _segsum(seg, p * s, N)
-    sum_s = _segsum(seg, s, N)
-    r: dict[str, np.ndarray] = {}
-    if "Coarseness" in wanted:
-        r["Coarseness"] = np.where(ps != 0, 1 / np.where(ps != 0, ps, 1.0), 1e6)
-    # The pairwise sums over the present gray levels of each image. Contrast and Strength
-    # expand (i - j)^2 into per-image sums (levels centred on their mean first, so that no
-    # large terms cancel); Busyness's sum of |v_i - v_j| over pairs is a weighted sum of the
-    # sorted v = i p_i; only Complexity needs the (images, G, G) grid.
-    mean = _segsum(seg, p * i, N)
-    d = i - mean[seg]
-    pd2 = _segsum(seg, p * d * d, N)
-    contrast_sum = 2 * (_segsum(seg, p, N) * pd2 - _segsum(seg, p * d, N) ** 2)
-    strength = 2 * (ngp * pd2 - 2 * _segsum(seg, p * d, N) * _segsum(seg, d, N)
-                    + _segsum(seg, p, N) * _segsum(seg, d * d, N))
-    bounds = np.searchsorted(seg, np.arange(N + 1))
-    v = i * p
-    order = np.lexsort((v, seg))
-    rank = np.arange(seg.size) - bounds[seg]  # rank within its image, in sorted order
-    absdiff = 2 * _segsum(seg, v[order] * (2 * rank - ngp[seg] + 1), N)
-    G = int(np.diff(bounds).max(initial=1))
-    chunk = max(1, min(chunk, 2 ** 24 // (G * G)))  # keep a (chunk, G, G) grid near 128 MB
-    complexity = np.zeros(N)
-    if "Complexity" in wanted:
-        for lo in range(0, N, chunk):
-            hi = min(N, lo + chunk)
-            sel = slice(bounds[lo], bounds[hi])
-            P = np.zeros((hi - lo, G)), np.zeros((hi - lo, G)), np.zeros((hi - lo, G))
-            for arr, val in zip(P, (p[sel], i[sel], p[sel] * s[sel])):
-                arr[seg[sel] - lo, rank[sel]] = val
-            pp, ii, psi = P
-            present = pp > 0  # padding slots of images with fewer levels are not pairs
-            pair = present[:, :, None] & present[:, None, :]
-            div = pp[:, :, None] + pp[:, None, :]
-            num = np.where(pair, np.abs(ii[:, :, None] - ii[:, None, :]) * (psi[:, :, None] + psi[:, None, :]), 0)
-            complexity[lo:hi] = (num / np.where(div == 0, 1, div)).sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        div = ngp * (ngp - 1)
-        r["Contrast"] = np.where(div != 0, contrast_sum * sum_s / nvp / np.where(div != 0, div, 1), 0.0)
-        r["Busyness"] = np.where(absdiff != 0, ps / np.where(absdiff != 0, absdiff, 1), 0.0)
-        r["Complexity"] = complexity / nvp
-        r["Strength"] = np.where(sum_s != 0, strength / np.where(sum_s != 0, sum_s, 1), 0.0)
-    return {k: v for k, v in r.items() if k in wanted}
-
-
 # ---------------------------------------------------------------------------- driver
 
 def _as_batch(x: Any, name: str) -> np.ndarray:
     if is_gpu_array(x):
-        # the same error as every umsynth kernel where no device is usable; the matrices'
-        # CUDA launchers compile, but the filters and formulas run on the host only so far
+        # a GPU mask with host images, or the reverse: the same error as every umsynth
+        # kernel where no device is usable, else a clear refusal (never a copy)
         cuda_module()
-        raise ValueError(f"{name}: radiomics features of GPU arrays are not computed on the GPU yet; "
-                         "move the array with .cpu() / .get() (umsynth never copies it behind your back)")
+        raise ValueError(f"{name}: a GPU array with host arrays; pass images and masks on one device "
+                         "(umsynth never copies them behind your back)")
     arr, _ = to_numpy(x, name)
     if arr.ndim == 2:
         arr = arr[None]
@@ -432,7 +255,12 @@ def features(images: Any, masks: Any = None, *, filters: Sequence[str] = ("origi
     Parameters
     ----------
     images : array_like, shape (N, H, W) or (H, W)
-        numpy array or CPU torch tensor, in HU or grey values (any real dtype).
+        numpy array, torch tensor or CuPy array, in HU or grey values (any real dtype). A
+        GPU batch (CUDA tensor, CuPy array) is discretised and its texture matrices counted
+        on its device by umsynth's CUDA kernels; the matrices, and the values for the first
+        order, then come to the host for the formulas. On the GPU only the original image
+        type is computed (no filters, ``normalize`` or ``resampled_spacing``), and the masks
+        must be on the same device.
     masks : array_like, optional
         Region of interest of each image, the images' shape (non-zero = inside); a single
         (H, W) mask is shared by the batch. Default: the whole image.
@@ -481,6 +309,8 @@ def features(images: Any, masks: Any = None, *, filters: Sequence[str] = ("origi
         holds one value only, or bad settings (each message names the argument).
     TypeError
         For non-numeric input.
+    umsynth.kernels.arrays.CudaUnavailableError
+        For GPU input where umsynth's CUDA kernels cannot run (a ValueError).
 
     Notes
     -----
@@ -507,6 +337,14 @@ def _extract(images: Any, masks: Any, *, check_constant: bool, filters: Sequence
     blank synthetic image)."""
     cls = _check_classes(classes)
     types = _image_types(filters, log_sigma)
+    if is_gpu_array(images):
+        if not bin_width > 0:
+            raise ValueError(f"bin_width must be > 0, got {bin_width}")
+        res = _extract_device(images, masks, cls, check_constant=check_constant, filters=filters,
+                              bin_width=float(bin_width), voxel_array_shift=float(voxel_array_shift),
+                              normalize=normalize, spacing=_pair(spacing, "spacing"),
+                              resampled_spacing=resampled_spacing, gldm_alpha=int(gldm_alpha), threads=threads)
+        return {f"original_{c}_{f}": res[c][f] for c, names in cls.items() for f in names}
     img = _as_batch(images, "images")
     check_finite(img, "images")
     img = np.asarray(img, dtype=np.float64)  # no copy when it is float64 already
@@ -616,34 +454,92 @@ def _filtered(img, filters, log_sigma, spacing, wavelet):
                 yield f"wavelet-{b}", bands[b]
 
 
+class HostMatrices:
+    """A discretised host batch and its matrices, counted by the C++ CPU launchers.
+
+    umsynth.radiomics.device.DeviceMatrices offers the same methods for a GPU batch;
+    :func:`_evaluate` reads either.
+    """
+
+    def __init__(self, img: np.ndarray, roi: np.ndarray | None, bin_width: float, threads: int | None):
+        N = img.shape[0]
+        mn = img.min(axis=(1, 2)) if roi is None else np.where(roi, img, np.inf).min(axis=(1, 2))
+        low = mn - np.mod(mn, bin_width)  # pyradiomics: minimum - minimum % binWidth
+        delta = (low + bin_width) - low  # the step numpy.arange really takes
+        self.img, self.threads, self.N = img, threads, N
+        self.q_full = q = kernels.discretize(img, roi, low, delta, threads)
+        if roi is not None:  # the matrices only see the ROI: count inside the batch's ROI box
+            inside = roi.any(axis=0)
+            ys, xs = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+            q = np.ascontiguousarray(q[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1])
+        self.q = q
+
+    def firstorder(self, shift: float, pixel_area: float):
+        return kernels.firstorder(self.img, self.q_full, shift, pixel_area, self.threads)
+
+    def glcm_features(self):
+        return kernels.glcm_features(self.q, self.threads)
+
+    def glcm(self) -> kernels.Coo:
+        return kernels.glcm(self.q, self.threads)
+
+    def glrlm(self) -> kernels.Coo:
+        return kernels.glrlm(self.q, self.threads)
+
+    def glszm(self) -> kernels.Coo:
+        return kernels.glszm(self.q, self.threads)
+
+    def gldm(self, alpha: int) -> kernels.Coo:
+        return kernels.gldm(self.q, alpha, self.threads)
+
+    def ngtdm_features(self):
+        return kernels.ngtdm_features(self.q, self.threads)
+
+
 def _one_image_type(img: np.ndarray, roi: np.ndarray | None, cls: dict, bin_width: float, shift: float,
                     pixel_area: float, alpha: int, threads: int | None) -> dict[str, dict[str, np.ndarray]]:
-    N = img.shape[0]
-    if roi is None:
-        mn = img.min(axis=(1, 2))
-    else:
-        mn = np.where(roi, img, np.inf).min(axis=(1, 2))
-    low = mn - np.mod(mn, bin_width)  # pyradiomics: minimum - minimum % binWidth
-    delta = (low + bin_width) - low  # the step numpy.arange really takes
-    q = kernels.discretize(img, roi, low, delta, threads)
-    ng = q.reshape(N, -1).max(axis=1)
-    if roi is not None:  # the matrices only see the ROI: count inside the batch's ROI box
-        inside = roi.any(axis=0)
-        ys, xs = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-        q = np.ascontiguousarray(q[:, ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1])
+    return _evaluate(HostMatrices(img, roi, bin_width, threads), cls, shift, pixel_area, alpha)
+
+
+def _evaluate(src, cls: dict, shift: float, pixel_area: float, alpha: int) -> dict[str, dict[str, np.ndarray]]:
+    """Every wanted feature from a HostMatrices or DeviceMatrices source."""
+    N = src.N
     res: dict[str, dict[str, np.ndarray]] = {}
     for c, names in cls.items():
         if c == "firstorder":
-            res[c] = _firstorder(img, roi, q, shift, pixel_area, names)
+            res[c] = _columns(*src.firstorder(shift, pixel_area), names)
         elif c == "glcm":
-            res[c] = _glcm(kernels.glcm(q, threads), N, ng, names)
+            res[c] = _glcm(src, N, names)
         elif c == "glrlm":
-            vals, valid = _length_matrix(kernels.glrlm(q, threads), N * 4, _LENGTH_NAMES[c], names)
+            vals, valid = _length_matrix(src.glrlm(), N * 4, _LENGTH_NAMES[c], names)
             res[c] = {k: _angle_mean(v, valid, N) for k, v in vals.items()}
         elif c in ("glszm", "gldm"):
-            coo = kernels.glszm(q, threads) if c == "glszm" else kernels.gldm(q, alpha, threads)
-            vals, _ = _length_matrix(coo, N, _LENGTH_NAMES[c], names)
+            vals, _ = _length_matrix(src.glszm() if c == "glszm" else src.gldm(alpha), N, _LENGTH_NAMES[c], names)
             res[c] = vals
         else:
-            res[c] = _ngtdm(kernels.ngtdm(q, threads), N, names)
+            res[c] = _columns(*src.ngtdm_features(), names)
     return res
+
+
+def _extract_device(images: Any, masks: Any, cls: dict, *, check_constant: bool, filters, bin_width: float,
+                    voxel_array_shift: float, normalize: bool, spacing, resampled_spacing, gldm_alpha: int,
+                    threads: int | None) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`_extract` of a GPU batch: the original image's features (see umsynth.radiomics.device)."""
+    from umsynth.radiomics import device
+
+    img, roi, ops = device.device_batch(images, masks)
+    if tuple((filters,) if isinstance(filters, str) else filters) != ("original",):
+        raise ValueError("filters: features of GPU arrays are computed for the original image only; "
+                         "LoG and wavelet images are filtered on the host (move the batch with .cpu() / .get())")
+    for name, value in (("normalize", normalize), ("resampled_spacing", resampled_spacing)):
+        if value:
+            raise ValueError(f"{name}: not available for GPU arrays (the images are prepared on the host); "
+                             "move the batch with .cpu() / .get()")
+    if check_constant:
+        lo, hi = device.minmax(ops, img, roi)
+        flat = np.flatnonzero(lo == hi)
+        if flat.size:
+            raise ValueError(f"images: image {int(flat[0])} is constant inside its region of interest, "
+                             "so its texture is undefined")
+    src = device.DeviceMatrices(img, roi, ops, bin_width, threads)
+    return _evaluate(src, cls, voxel_array_shift, spacing[0] * spacing[1], gldm_alpha)
