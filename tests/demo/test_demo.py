@@ -150,8 +150,14 @@ def test_demo_and_segmenter_configs_check_their_fields():
 
     with pytest.raises(ValueError, match="size must be a multiple of 16"):
         DemoConfig(size=40)
-    with pytest.raises(ValueError, match=r"n_test must be >= 4"):
-        DemoConfig.quick(n_test=3)
+    with pytest.raises(ValueError, match=r"n_test must be >= 6"):
+        DemoConfig.quick(n_test=5)
+    # what used to fail mid-run: too few training cases for the k-NN sets, a montage the
+    # phantom cannot draw
+    with pytest.raises(ValueError, match=r"at least 6 training cases"):
+        DemoConfig.quick(n_cases=16)
+    with pytest.raises(ValueError, match=r"size must be a multiple of 16 and >= 64"):
+        DemoConfig.quick(size=48)
     with pytest.raises(ValueError, match=r"model\.generator\.ngf must be > 0"):
         DemoConfig(generator=GeneratorConfig(ngf=0))
     with pytest.raises(TypeError, match="generator must be a GeneratorConfig"):

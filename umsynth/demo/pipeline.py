@@ -142,8 +142,9 @@ class DemoConfig:
     smoke: bool = False
 
     def __post_init__(self) -> None:
-        if self.size < 32 or self.size % 16:
-            raise ValueError(f"size must be a multiple of 16 and >= 32, got {self.size}")
+        if self.size < 64 or self.size % 16:
+            raise ValueError(f"size must be a multiple of 16 and >= 64 (the phantom's smallest montage), "
+                             f"got {self.size}")
         for name in ("steps", "suite_steps", "utility_steps", "seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -151,12 +152,14 @@ class DemoConfig:
             raise ValueError(f"utility_batch must be >= 2 (half real, half synthetic), got {self.utility_batch}")
         if self.segmenter_seeds < 1:
             raise ValueError(f"segmenter_seeds must be >= 1, got {self.segmenter_seeds}")
-        if self.n_test < 4:
-            raise ValueError(f"n_test must be >= 4 (MM-FID needs a real reference), got {self.n_test}")
+        # MM-FID's k-NN sets (k = 5, the image itself counted) need more than 5 real images
+        # on each side: the test images and the training images they are measured against
+        if self.n_test < 6:
+            raise ValueError(f"n_test must be >= 6 (MM-FID's reference and k-NN sets), got {self.n_test}")
         if self.n_pool < 4:
             raise ValueError(f"n_pool must be >= 4 (the paired comparison resamples pool cases), got {self.n_pool}")
-        if self.n_cases - self.n_test - self.n_pool < 4:
-            raise ValueError(f"n_cases must leave at least 4 training cases after n_pool={self.n_pool} and "
+        if self.n_cases - self.n_test - self.n_pool < 6:
+            raise ValueError(f"n_cases must leave at least 6 training cases after n_pool={self.n_pool} and "
                              f"n_test={self.n_test}, got {self.n_cases}")
         if not 0 < self.labelled_fraction < 1:
             raise ValueError(f"labelled_fraction must be in (0, 1), got {self.labelled_fraction}")
