@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from umsynth.covariance import SYMMETRY_RTOL  # noqa: F401 - also read as umsynth.frechet.SYMMETRY_RTOL
-from umsynth.covariance import PSD_RTOL, as_float64, centre, check_cov, gram_factor, scale_exponent
+from umsynth.covariance import PSD_RTOL, as_float64, centre, check_cov_max, gram_factor, scale_exponent
 from umsynth.kernels import frechet_device
 from umsynth.kernels.arrays import device_ops
 from umsynth.kernels.config import resolve_threads
@@ -72,6 +72,22 @@ def _check_mean(mu: Any, name: str) -> np.ndarray:
 # --------------------------------------------------------------------------- factors
 
 
+def _definite_cholesky(s: np.ndarray, diag_max: float) -> np.ndarray | None:
+    """L with L L^T = S (LAPACK's dpotrf; lower triangle, the upper one left unset), or None
+    when S is not numerically positive definite (a failed or rounding-level pivot).
+
+    S is symmetric, so ``s.T`` (Fortran order) is S itself and is read without a transposed
+    copy; f2py's ``clean`` (zeroing the other triangle by a column-strided loop) cost more
+    than the factorization at d = 512, so callers read the lower triangle only.
+    """
+    from scipy.linalg import lapack
+
+    low, info = lapack.dpotrf(s.T, lower=1, clean=0)
+    if info != 0 or float(np.min(np.diag(low))) ** 2 <= 16 * s.shape[0] * _EPS * diag_max:
+        return None
+    return low
+
+
 def _cov_factor(s: np.ndarray, name: str, try_cholesky: bool = True) -> np.ndarray:
     """A factor F (d x r) with F F^T = S, r <= d; raises ValueError if S is clearly not PSD.
 
@@ -90,14 +106,10 @@ def _cov_factor(s: np.ndarray, name: str, try_cholesky: bool = True) -> np.ndarr
         return np.zeros((0, 0))
     diag_max = float(np.max(np.diag(s)))
     if diag_max > 0:
-        chol = None
-        if try_cholesky:  # False: the caller already found S not numerically positive definite
-            try:
-                chol = np.linalg.cholesky(s)
-            except np.linalg.LinAlgError:
-                pass
-        if chol is not None and float(np.min(np.diag(chol))) ** 2 > 16 * d * _EPS * diag_max:
-            return chol
+        # try_cholesky False: the caller already found S not numerically positive definite
+        low = _definite_cholesky(s, diag_max) if try_cholesky else None
+        if low is not None:
+            return np.tril(low)
         factor = _pivoted_factor(s, diag_max)
         if factor is not None:
             return factor
@@ -137,14 +149,12 @@ def _product_route(s1: np.ndarray, s2: np.ndarray, base: float) -> tuple[float |
     """
     from scipy.linalg import lapack
 
-    d = s1.shape[0]
-    diag_max = float(np.max(np.diag(s1))) if d else 0.0
-    if d == 0 or diag_max <= 0:
+    diag_max = float(np.max(np.diag(s1))) if s1.size else 0.0
+    low = _definite_cholesky(s1, diag_max) if diag_max > 0 else None
+    if low is None:
         return None, False
-    low, info = lapack.dpotrf(s1, lower=1, clean=1)
-    if info != 0 or float(np.min(np.diag(low))) ** 2 <= 16 * d * _EPS * diag_max:
-        return None, False
-    m, info = lapack.dsygst(s2, low, itype=2, lower=1)  # lower triangle of L^T S2 L
+    # lower triangle of L^T S2 L; dsygst reads only the lower triangles of s2 and of low
+    m, info = lapack.dsygst(s2.T, low, itype=2, lower=1)
     if info != 0:
         return None, True
     lam = np.linalg.eigvalsh(m, UPLO="L")
@@ -157,21 +167,40 @@ def _product_route(s1: np.ndarray, s2: np.ndarray, base: float) -> tuple[float |
 
 
 def _pivoted_factor(s: np.ndarray, diag_max: float) -> np.ndarray | None:
-    """F (d x rank) from pivoted Cholesky with rounding-level pivots dropped; None if S - F F^T is not small."""
+    """F (d x rank) from pivoted Cholesky with rounding-level pivots dropped; None if S - F F^T is not small.
+
+    With the rows of F in pivot order, G = [G1; G2] (G1: the rank pivot rows), the residual
+    R = S - G G^T has blocks R11, R21 (the pivot columns) and R22 (the rest). Cholesky's
+    rounding analysis bounds |R_ij| <= gamma_{rank+1} ||g_i|| ||g_j|| in the pivot columns
+    for any symmetric S, definite or not, so there the residual is small as soon as the rows
+    of G are: ||g_i||^2 <= S_ii + limit is checked (d * rank flops). Only R22 is formed: a
+    (d - rank)^2 rank product instead of d^2 rank for the whole residual. An indefinite S
+    leaves a large entry in R22, or a row of G longer than its diagonal allows.
+    """
     from scipy.linalg import lapack
 
     d = s.shape[0]
     tol = d * _EPS * diag_max
-    c, piv, rank, info = lapack.dpstrf(s, lower=1, tol=tol)
+    c, piv, rank, info = lapack.dpstrf(s.T, lower=1, tol=tol)  # s.T is S, in Fortran order
     if info < 0:
         return None
-    factor = np.zeros((d, rank))
-    factor[piv - 1] = np.tril(c[:, :rank])
-    residual = s - factor @ factor.T
+    order = piv - 1
+    # dpstrf's output is in Fortran order: c.T holds L's columns as rows; build F^T row by
+    # row (a transposed gather of c would be the slow part at d = 512)
+    ft = np.empty((rank, d))
+    ft[:, order] = np.triu(c.T[:rank])
     # a PSD remainder has entries below its largest pivot (< tol); rounding adds ~rank eps
-    if float(np.max(np.abs(residual))) > 2.0 * tol + 4.0 * rank * _EPS * diag_max:
+    limit = 2.0 * tol + 4.0 * rank * _EPS * diag_max
+    if np.any(np.einsum("ij,ij->j", ft, ft) > np.diag(s) + limit):
         return None
-    return factor
+    rest = order[rank:]
+    if rest.size:
+        g2 = ft[:, rest]
+        residual = s[np.ix_(rest, rest)]
+        residual -= g2.T @ g2
+        if float(np.max(np.abs(residual))) > limit:
+            return None
+    return ft.T
 
 
 def _check_method(method: str, config) -> None:
@@ -345,12 +374,12 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *, method: st
     if mu1.shape != mu2.shape:
         raise ValueError(f"mu1 and mu2 have different lengths: {mu1.shape[0]} and {mu2.shape[0]}")
     d = mu1.shape[0]
-    s1 = check_cov(sigma1, "sigma1", d)
-    s2 = check_cov(sigma2, "sigma2", d)
+    s1, max1 = check_cov_max(sigma1, "sigma1", d)
+    s2, max2 = check_cov_max(sigma2, "sigma2", d)
     if np.array_equal(mu1, mu2) and np.array_equal(s1, s2):
         _cov_factor(s1, "sigma1")  # still refuse a covariance that is not PSD
         return 0.0  # one Gaussian: exactly 0, not the rounding of base - 2 tr sqrt
-    e = max(scale_exponent(mu1, mu2), scale_exponent(s1, s2, power=2), key=abs)
+    e = max(scale_exponent(mu1, mu2), scale_exponent(np.array([max1, max2]), power=2), key=abs)
     if e:
         mu1, mu2, s1, s2 = np.ldexp(mu1, -e), np.ldexp(mu2, -e), np.ldexp(s1, -2 * e), np.ldexp(s2, -2 * e)
     if method == "auto":
@@ -432,10 +461,10 @@ def frechet_distance_batch(mus1: Any, sigmas1: Any, mus2: Any, sigmas2: Any, *, 
     base = np.zeros(batch)
     exps = np.zeros(batch, dtype=np.int64)
     for p in range(batch):
-        s1 = check_cov(sigmas1[p], f"sigmas1[{p}]", d)
-        s2 = check_cov(sigmas2[p], f"sigmas2[{p}]", d)
+        s1, max1 = check_cov_max(sigmas1[p], f"sigmas1[{p}]", d)
+        s2, max2 = check_cov_max(sigmas2[p], f"sigmas2[{p}]", d)
         mu1, mu2 = mus1[p], mus2[p]
-        e = max(scale_exponent(mu1, mu2), scale_exponent(s1, s2, power=2), key=abs)
+        e = max(scale_exponent(mu1, mu2), scale_exponent(np.array([max1, max2]), power=2), key=abs)
         if e:  # each pair at its own power-of-two scale, as in frechet_distance
             mu1, mu2, s1, s2 = np.ldexp(mu1, -e), np.ldexp(mu2, -e), np.ldexp(s1, -2 * e), np.ldexp(s2, -2 * e)
         exps[p] = e
