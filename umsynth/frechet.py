@@ -172,10 +172,10 @@ def _pivoted_factor(s: np.ndarray, diag_max: float) -> np.ndarray | None:
     With the rows of F in pivot order, G = [G1; G2] (G1: the rank pivot rows), the residual
     R = S - G G^T has blocks R11, R21 (the pivot columns) and R22 (the rest). Cholesky's
     rounding analysis bounds |R_ij| <= gamma_{rank+1} ||g_i|| ||g_j|| in the pivot columns
-    for any symmetric S, definite or not, so there the residual is small as soon as the rows
-    of G are: ||g_i||^2 <= S_ii + limit is checked (d * rank flops). Only R22 is formed: a
-    (d - rank)^2 rank product instead of d^2 rank for the whole residual. An indefinite S
-    leaves a large entry in R22, or a row of G longer than its diagonal allows.
+    for any symmetric S, definite or not, and the rows of G are short: ||g_i||^2 = S_ii for
+    a pivot row, S_ii - R_ii for the others. So only R22 is formed and checked, a
+    (d - rank)^2 rank product instead of d^2 rank for the whole residual; an indefinite
+    part that the pivots do not reach leaves a large entry there (tests/frechet).
     """
     from scipy.linalg import lapack
 
@@ -185,22 +185,20 @@ def _pivoted_factor(s: np.ndarray, diag_max: float) -> np.ndarray | None:
     if info < 0:
         return None
     order = piv - 1
-    # dpstrf's output is in Fortran order: c.T holds L's columns as rows; build F^T row by
-    # row (a transposed gather of c would be the slow part at d = 512)
-    ft = np.empty((rank, d))
-    ft[:, order] = np.triu(c.T[:rank])
+    # dpstrf's output is in Fortran order: the rows of c.T are L's columns, so L^T is read
+    # row by row; rows and columns are gathered with np.take along contiguous rows (fancy
+    # assignment and transposed gathers were the slow part at d = 512)
+    lt = np.triu(c.T[:rank])  # G^T, columns in pivot order
     # a PSD remainder has entries below its largest pivot (< tol); rounding adds ~rank eps
     limit = 2.0 * tol + 4.0 * rank * _EPS * diag_max
-    if np.any(np.einsum("ij,ij->j", ft, ft) > np.diag(s) + limit):
-        return None
-    rest = order[rank:]
-    if rest.size:
-        g2 = ft[:, rest]
-        residual = s[np.ix_(rest, rest)]
+    if rank < d:
+        rest = order[rank:]
+        g2 = lt[:, rank:]
+        residual = np.take(np.take(s, rest, axis=0), rest, axis=1)  # S22
         residual -= g2.T @ g2
         if float(np.max(np.abs(residual))) > limit:
             return None
-    return ft.T
+    return np.take(lt, np.argsort(order), axis=1).T  # F: rows in the original order
 
 
 def _check_method(method: str, config) -> None:
