@@ -12,12 +12,16 @@ uses the identity
     tr sqrt(S1 S2) = ||F1^T F2||_*   (the nuclear norm: the sum of singular values)
 
 which holds for any factors with S1 = F1 F1^T and S2 = F2 F2^T. Every step is a symmetric
-or orthogonal LAPACK routine (through numpy.linalg) in float64, so the result is real and
-never negative beyond rounding:
+or orthogonal LAPACK routine (through numpy.linalg and scipy.linalg.lapack) in float64, so
+the result is real and never negative beyond rounding:
 
-- a covariance given as a matrix is factored by Cholesky when it is numerically positive
-  definite, else by a symmetric eigendecomposition whose eigenvalues at rounding level
-  (<= d * eps * lambda_max) are dropped;
+- when sigma1 is numerically positive definite, tr sqrt(S1 S2) is the sum of the square
+  roots of the eigenvalues of L^T S2 L (S1 = L L^T): one Cholesky, one congruence and one
+  symmetric eigenvalue solve (the "product route");
+- otherwise a covariance given as a matrix is factored by Cholesky when it is numerically
+  positive definite, else by pivoted Cholesky stopped at the numerical rank (pivots
+  <= d * eps * max diag dropped; an eigendecomposition only names the offending eigenvalue
+  of a matrix that is not positive semi-definite);
 - when the raw features are at hand and a sample count n is at most d, the centred feature
   matrix divided by sqrt(n - 1) is the factor: the covariance has rank n - 1 and an n1 x n2
   cross-product replaces the d x d problem (the "Gram route");
