@@ -149,7 +149,8 @@ def _product_route(s1: np.ndarray, s2: np.ndarray, base: float) -> tuple[float |
     factor route) when S1 is not numerically positive definite (the flag then says so, so
     that the factor route does not try Cholesky again), when the product shows a negative
     eigenvalue (S2 is then indefinite, by Sylvester's law of inertia: the factor route names
-    it), or when the estimate is too large.
+    it), or when the estimate is too large. ``s2`` is overwritten while the route runs, and
+    restored when it returns None.
     """
     from scipy.linalg import lapack
 
@@ -157,16 +158,26 @@ def _product_route(s1: np.ndarray, s2: np.ndarray, base: float) -> tuple[float |
     low = _definite_cholesky(s1, diag_max) if diag_max > 0 else None
     if low is None:
         return None, False
-    # lower triangle of L^T S2 L; dsygst reads only the lower triangles of s2 and of low
-    m, info = lapack.dsygst(s2.T, low, itype=2, lower=1)
-    if info != 0:
-        return None, True
-    lam = np.linalg.eigvalsh(m, UPLO="L")
-    if lam[0] < -PSD_RTOL * float(np.max(np.abs(lam))):
-        return None, True
-    total, est = _sqrt_sum(lam)
-    if 2.0 * est <= _EIG_ROUTE_RTOL * (base - 2.0 * total):
-        return total, True
+    # L^T S2 L in place of S2's upper triangle (the lower one of s2.T, in Fortran order, which
+    # is what dsygst, then dsyevr's tridiagonal reduction, read and write): no copy of S2. Its
+    # strict lower triangle is left, so S2 is restored when the factor route needs it.
+    d = s2.shape[0]
+    diag = np.diag(s2).copy()
+    m, info = lapack.dsygst(s2.T, low, itype=2, lower=1, overwrite_a=1)
+    lam = None
+    if info == 0:
+        # eigenvalues only (dsytrd + dsterf, as numpy's eigvalsh) in place, with the optimal
+        # workspace (f2py's default shrinks the reduction's blocks)
+        lwork, liwork, _ = lapack.dsyevr_lwork(d, lower=1)
+        lam, _, _, _, info = lapack.dsyevr(m, compute_v=0, lower=1, lwork=int(lwork), liwork=int(liwork),
+                                           overwrite_a=1)
+    if info == 0 and lam[0] >= -PSD_RTOL * float(np.max(np.abs(lam))):
+        total, est = _sqrt_sum(lam)
+        if 2.0 * est <= _EIG_ROUTE_RTOL * (base - 2.0 * total):
+            return total, True
+    upper = np.triu_indices(d, 1)
+    s2[upper] = s2.T[upper]
+    np.fill_diagonal(s2, diag)
     return None, True
 
 

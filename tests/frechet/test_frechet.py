@@ -374,10 +374,47 @@ def test_check_cov_symmetrises_exactly():
         s[np.triu_indices(d, 1)] *= 1 + 1e-12  # asymmetric within the tolerance
         got, top = check_cov_max(s, "s", d)
         assert np.array_equal(got, (s + s.T) / 2) and np.array_equal(got, got.T)
-        assert top == np.abs(s).max()
+        assert top == np.abs(got).max()
     huge = np.array([[1.7e308, 1.6e308], [1.6e308, 1.75e308]])  # S + S^T would overflow
     assert np.array_equal(check_cov(huge, "s", 2), huge)
     with pytest.raises(ValueError, match="sigma contains Inf"):
         check_cov(np.array([[1.0, np.inf], [np.inf, 1.0]]), "sigma", 2)
+    with pytest.raises(ValueError, match="sigma contains Inf"):  # S + S^T has NaN there
+        check_cov(np.array([[1.0, np.inf], [-np.inf, 1.0]]), "sigma", 2)
     with pytest.raises(ValueError, match="sigma contains NaN"):
         check_cov(np.array([[1.0, 0.0], [0.0, np.nan]]), "sigma", 2)
+    with pytest.raises(ValueError, match=r"not symmetric: max \|S - S\^T\| = 2 .* max \|S\| = 1"):
+        check_cov(np.array([[0.0, 1.0], [-1.0, 0.0]]), "sigma", 2)  # (S + S^T) / 2 = 0
+
+
+def test_product_route_fallback_sees_the_covariance_intact(monkeypatch, moments, relu_features):
+    """The product route overwrites its copy of sigma2 and restores it when it hands over to
+    the factor route: for a near-identical pair (estimate too large) and an indefinite
+    sigma2, the factor route must see sigma2 itself."""
+    import umsynth.frechet as fr
+
+    d = 48
+    mu1, s1 = moments(relu_features(400, d, seed=3))
+    rng = np.random.default_rng(5)
+    v = rng.standard_normal(d)
+    s2 = s1 + 1e-10 * np.trace(s1) / d * np.outer(v, v)  # FD ~ 1e-10 of the traces
+    given = s2.copy()
+    factored = []
+    real = fr._cov_factor
+
+    def spy(s, name, try_cholesky=True):
+        factored.append(name)
+        return real(s, name, try_cholesky)
+
+    monkeypatch.setattr(fr, "_cov_factor", spy)
+    got = frechet_distance(mu1, s1, mu1, s2)
+    assert factored == ["sigma1", "sigma2"]  # the product route handed over
+    monkeypatch.undo()
+    assert np.array_equal(s2, given)
+    want = frechet_distance(mu1, s1, mu1, s2, method="svd")
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-13 * np.trace(s1))
+    # an indefinite sigma2 is named with its own smallest eigenvalue, not that of L^T S2 L
+    bad = s1 - 0.5 * np.trace(s1) / d * np.eye(d)
+    lam = np.linalg.eigvalsh(bad)[0]
+    with pytest.raises(ValueError, match=f"sigma2 is not positive semi-definite: its smallest eigenvalue {lam:.3g} "):
+        frechet_distance(mu1, s1, mu1, bad)
