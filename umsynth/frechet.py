@@ -203,7 +203,8 @@ def _pivoted_factor(s: np.ndarray, diag_max: float) -> np.ndarray | None:
     # dpstrf's output is in Fortran order: the rows of c.T are L's columns, so L^T is read
     # row by row; rows and columns are gathered with np.take along contiguous rows (fancy
     # assignment and transposed gathers were the slow part at d = 512)
-    lt = np.triu(c.T[:rank])  # G^T, columns in pivot order
+    lt = c.T[:rank]  # G^T, columns in pivot order; below its diagonal: dpstrf's leftovers
+    lt[:, :rank] = np.triu(lt[:, :rank])
     # a PSD remainder has entries below its largest pivot (< tol); rounding adds ~rank eps
     limit = 2.0 * tol + 4.0 * rank * _EPS * diag_max
     if rank < d:
