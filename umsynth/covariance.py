@@ -143,7 +143,7 @@ def check_cov_max(sigma: Any, name: str, dim: int) -> tuple[np.ndarray, float]:
 
 
 def _max_abs_difference(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 15) -> float:
-    """max |a - b| for C-contiguous 2-D arrays of one shape, through a small buffer: a fresh
+    """max |a - b| for 2-D arrays of one shape, by blocks of rows through a small buffer: a fresh
     full-size temporary costs page faults (about 1 ms per 2 MiB on the shared VM), more than
     the subtraction."""
     rows = max(1, chunk // a.shape[1])

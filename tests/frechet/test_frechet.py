@@ -375,6 +375,8 @@ def test_check_cov_symmetrises_exactly():
         got, top = check_cov_max(s, "s", d)
         assert np.array_equal(got, (s + s.T) / 2) and np.array_equal(got, got.T)
         assert top == np.abs(got).max()
+        for layout in (np.asfortranarray(s), np.kron(s, np.ones((2, 2)))[::2, ::2]):  # any strides
+            assert np.array_equal(check_cov(layout, "s", d), got)
     huge = np.array([[1.7e308, 1.6e308], [1.6e308, 1.75e308]])  # S + S^T would overflow
     assert np.array_equal(check_cov(huge, "s", 2), huge)
     with pytest.raises(ValueError, match="sigma contains Inf"):
