@@ -2,6 +2,7 @@
 and the eigvals route (torchmetrics), at d = 512, 2048 and 4096, with n > d and n < d.
 
 Run:  python -m pytest benchmarks/test_bench_frechet.py --benchmark-only
+(on a shared machine, benchmarks/fd_ratio_interleaved.py gives the eigvalsh ratios interleaved)
 
 The competitors at d = 4096 take minutes per call; they run only with UMSYNTH_BENCH_FULL=1.
 Each case records its relative error against a float64 reference (singular values of a factor
@@ -70,7 +71,7 @@ METHODS = {
     # umsynth gets what the caller has: covariances for n > d, features for n < d
     "umsynth": lambda c, n, d: (frechet_distance, (c["mu1"], c["s1"], c["mu2"], c["s2"])) if n > d
     else (frechet_distance_features, (c["x1"], c["x2"])),
-    # and, for n < d, the covariances only (no features kept): the truncated-eigh route
+    # and, for n < d, the covariances only (no features kept): the pivoted-Cholesky route
     "umsynth-cov": lambda c, n, d: (frechet_distance, (c["mu1"], c["s1"], c["mu2"], c["s2"])),
     # the GPU algorithm run on the CPU (float64 polar iteration; matrix products through numpy)
     "umsynth-polar": lambda c, n, d: (functools.partial(frechet_distance, method="polar"),

@@ -12,12 +12,16 @@ uses the identity
     tr sqrt(S1 S2) = ||F1^T F2||_*   (the nuclear norm: the sum of singular values)
 
 which holds for any factors with S1 = F1 F1^T and S2 = F2 F2^T. Every step is a symmetric
-or orthogonal LAPACK routine (through numpy.linalg) in float64, so the result is real and
-never negative beyond rounding:
+or orthogonal LAPACK routine (through numpy.linalg and scipy.linalg.lapack) in float64, so
+the result is real and never negative beyond rounding:
 
-- a covariance given as a matrix is factored by Cholesky when it is numerically positive
-  definite, else by a symmetric eigendecomposition whose eigenvalues at rounding level
-  (<= d * eps * lambda_max) are dropped;
+- when sigma1 is numerically positive definite, tr sqrt(S1 S2) is the sum of the square
+  roots of the eigenvalues of L^T S2 L (S1 = L L^T): one Cholesky, one congruence and one
+  symmetric eigenvalue solve (the "product route");
+- otherwise a covariance given as a matrix is factored by Cholesky when it is numerically
+  positive definite, else by pivoted Cholesky stopped at the numerical rank (pivots
+  <= d * eps * max diag dropped; an eigendecomposition only names the offending eigenvalue
+  of a matrix that is not positive semi-definite);
 - when the raw features are at hand and a sample count n is at most d, the centred feature
   matrix divided by sqrt(n - 1) is the factor: the covariance has rank n - 1 and an n1 x n2
   cross-product replaces the d x d problem (the "Gram route");
@@ -38,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from umsynth.covariance import SYMMETRY_RTOL  # noqa: F401 - also read as umsynth.frechet.SYMMETRY_RTOL
-from umsynth.covariance import PSD_RTOL, as_float64, centre, check_cov, gram_factor, scale_exponent
+from umsynth.covariance import PSD_RTOL, as_float64, centre, check_cov_max, gram_factor, scale_exponent
 from umsynth.kernels import frechet_device
 from umsynth.kernels.arrays import device_ops
 from umsynth.kernels.config import resolve_threads
@@ -72,6 +76,22 @@ def _check_mean(mu: Any, name: str) -> np.ndarray:
 # --------------------------------------------------------------------------- factors
 
 
+def _definite_cholesky(s: np.ndarray, diag_max: float) -> np.ndarray | None:
+    """L with L L^T = S (LAPACK's dpotrf; lower triangle, the upper one left unset), or None
+    when S is not numerically positive definite (a failed or rounding-level pivot).
+
+    S is symmetric, so ``s.T`` (Fortran order) is S itself and is read without a transposed
+    copy; f2py's ``clean`` (zeroing the other triangle by a column-strided loop) cost more
+    than the factorization at d = 512, so callers read the lower triangle only.
+    """
+    from scipy.linalg import lapack
+
+    low, info = lapack.dpotrf(s.T, lower=1, clean=0)
+    if info != 0 or float(np.min(np.diag(low))) ** 2 <= 16 * s.shape[0] * _EPS * diag_max:
+        return None
+    return low
+
+
 def _cov_factor(s: np.ndarray, name: str, try_cholesky: bool = True) -> np.ndarray:
     """A factor F (d x r) with F F^T = S, r <= d; raises ValueError if S is clearly not PSD.
 
@@ -90,14 +110,10 @@ def _cov_factor(s: np.ndarray, name: str, try_cholesky: bool = True) -> np.ndarr
         return np.zeros((0, 0))
     diag_max = float(np.max(np.diag(s)))
     if diag_max > 0:
-        chol = None
-        if try_cholesky:  # False: the caller already found S not numerically positive definite
-            try:
-                chol = np.linalg.cholesky(s)
-            except np.linalg.LinAlgError:
-                pass
-        if chol is not None and float(np.min(np.diag(chol))) ** 2 > 16 * d * _EPS * diag_max:
-            return chol
+        # try_cholesky False: the caller already found S not numerically positive definite
+        low = _definite_cholesky(s, diag_max) if try_cholesky else None
+        if low is not None:
+            return np.tril(low)
         factor = _pivoted_factor(s, diag_max)
         if factor is not None:
             return factor
@@ -133,45 +149,72 @@ def _product_route(s1: np.ndarray, s2: np.ndarray, base: float) -> tuple[float |
     factor route) when S1 is not numerically positive definite (the flag then says so, so
     that the factor route does not try Cholesky again), when the product shows a negative
     eigenvalue (S2 is then indefinite, by Sylvester's law of inertia: the factor route names
-    it), or when the estimate is too large.
+    it), or when the estimate is too large. ``s2`` is overwritten while the route runs, and
+    restored when it returns None.
     """
     from scipy.linalg import lapack
 
-    d = s1.shape[0]
-    diag_max = float(np.max(np.diag(s1))) if d else 0.0
-    if d == 0 or diag_max <= 0:
+    diag_max = float(np.max(np.diag(s1))) if s1.size else 0.0
+    low = _definite_cholesky(s1, diag_max) if diag_max > 0 else None
+    if low is None:
         return None, False
-    low, info = lapack.dpotrf(s1, lower=1, clean=1)
-    if info != 0 or float(np.min(np.diag(low))) ** 2 <= 16 * d * _EPS * diag_max:
-        return None, False
-    m, info = lapack.dsygst(s2, low, itype=2, lower=1)  # lower triangle of L^T S2 L
-    if info != 0:
-        return None, True
-    lam = np.linalg.eigvalsh(m, UPLO="L")
-    if lam[0] < -PSD_RTOL * float(np.max(np.abs(lam))):
-        return None, True
-    total, est = _sqrt_sum(lam)
-    if 2.0 * est <= _EIG_ROUTE_RTOL * (base - 2.0 * total):
-        return total, True
+    # L^T S2 L in place of S2's upper triangle (the lower one of s2.T, in Fortran order, which
+    # is what dsygst, then dsyevr's tridiagonal reduction, read and write): no copy of S2. Its
+    # strict lower triangle is left, so S2 is restored when the factor route needs it.
+    d = s2.shape[0]
+    diag = np.diag(s2).copy()
+    m, info = lapack.dsygst(s2.T, low, itype=2, lower=1, overwrite_a=1)
+    lam = None
+    if info == 0:
+        # eigenvalues only (dsytrd + dsterf, as numpy's eigvalsh) in place, with the optimal
+        # workspace (f2py's default shrinks the reduction's blocks)
+        lwork, liwork, _ = lapack.dsyevr_lwork(d, lower=1)
+        lam, _, _, _, info = lapack.dsyevr(m, compute_v=0, lower=1, lwork=int(lwork), liwork=int(liwork),
+                                           overwrite_a=1)
+    if info == 0 and lam[0] >= -PSD_RTOL * float(np.max(np.abs(lam))):
+        total, est = _sqrt_sum(lam)
+        if 2.0 * est <= _EIG_ROUTE_RTOL * (base - 2.0 * total):
+            return total, True
+    upper = np.triu_indices(d, 1)
+    s2[upper] = s2.T[upper]
+    np.fill_diagonal(s2, diag)
     return None, True
 
 
 def _pivoted_factor(s: np.ndarray, diag_max: float) -> np.ndarray | None:
-    """F (d x rank) from pivoted Cholesky with rounding-level pivots dropped; None if S - F F^T is not small."""
+    """F (d x rank) from pivoted Cholesky with rounding-level pivots dropped; None if S - F F^T is not small.
+
+    With the rows of F in pivot order, G = [G1; G2] (G1: the rank pivot rows), the residual
+    R = S - G G^T has blocks R11, R21 (the pivot columns) and R22 (the rest). Cholesky's
+    rounding analysis bounds |R_ij| <= gamma_{rank+1} ||g_i|| ||g_j|| in the pivot columns
+    for any symmetric S, definite or not, and the rows of G are short: ||g_i||^2 = S_ii for
+    a pivot row, S_ii - R_ii for the others. So only R22 is formed and checked, a
+    (d - rank)^2 rank product instead of d^2 rank for the whole residual; an indefinite
+    part that the pivots do not reach leaves a large entry there (tests/frechet).
+    """
     from scipy.linalg import lapack
 
     d = s.shape[0]
     tol = d * _EPS * diag_max
-    c, piv, rank, info = lapack.dpstrf(s, lower=1, tol=tol)
+    c, piv, rank, info = lapack.dpstrf(s.T, lower=1, tol=tol)  # s.T is S, in Fortran order
     if info < 0:
         return None
-    factor = np.zeros((d, rank))
-    factor[piv - 1] = np.tril(c[:, :rank])
-    residual = s - factor @ factor.T
+    order = piv - 1
+    # dpstrf's output is in Fortran order: the rows of c.T are L's columns, so L^T is read
+    # row by row; rows and columns are gathered with np.take along contiguous rows (fancy
+    # assignment and transposed gathers were the slow part at d = 512)
+    lt = c.T[:rank]  # G^T, columns in pivot order; below its diagonal: dpstrf's leftovers
+    lt[:, :rank] = np.triu(lt[:, :rank])
     # a PSD remainder has entries below its largest pivot (< tol); rounding adds ~rank eps
-    if float(np.max(np.abs(residual))) > 2.0 * tol + 4.0 * rank * _EPS * diag_max:
-        return None
-    return factor
+    limit = 2.0 * tol + 4.0 * rank * _EPS * diag_max
+    if rank < d:
+        rest = order[rank:]
+        g2 = lt[:, rank:]
+        residual = np.take(np.take(s, rest, axis=0), rest, axis=1)  # S22
+        residual -= g2.T @ g2
+        if float(np.max(np.abs(residual))) > limit:
+            return None
+    return np.take(lt, np.argsort(order), axis=1).T  # F: rows in the original order
 
 
 def _check_method(method: str, config) -> None:
@@ -345,12 +388,12 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *, method: st
     if mu1.shape != mu2.shape:
         raise ValueError(f"mu1 and mu2 have different lengths: {mu1.shape[0]} and {mu2.shape[0]}")
     d = mu1.shape[0]
-    s1 = check_cov(sigma1, "sigma1", d)
-    s2 = check_cov(sigma2, "sigma2", d)
+    s1, max1 = check_cov_max(sigma1, "sigma1", d)
+    s2, max2 = check_cov_max(sigma2, "sigma2", d)
     if np.array_equal(mu1, mu2) and np.array_equal(s1, s2):
         _cov_factor(s1, "sigma1")  # still refuse a covariance that is not PSD
         return 0.0  # one Gaussian: exactly 0, not the rounding of base - 2 tr sqrt
-    e = max(scale_exponent(mu1, mu2), scale_exponent(s1, s2, power=2), key=abs)
+    e = max(scale_exponent(mu1, mu2), scale_exponent(np.array([max1, max2]), power=2), key=abs)
     if e:
         mu1, mu2, s1, s2 = np.ldexp(mu1, -e), np.ldexp(mu2, -e), np.ldexp(s1, -2 * e), np.ldexp(s2, -2 * e)
     if method == "auto":
@@ -432,10 +475,10 @@ def frechet_distance_batch(mus1: Any, sigmas1: Any, mus2: Any, sigmas2: Any, *, 
     base = np.zeros(batch)
     exps = np.zeros(batch, dtype=np.int64)
     for p in range(batch):
-        s1 = check_cov(sigmas1[p], f"sigmas1[{p}]", d)
-        s2 = check_cov(sigmas2[p], f"sigmas2[{p}]", d)
+        s1, max1 = check_cov_max(sigmas1[p], f"sigmas1[{p}]", d)
+        s2, max2 = check_cov_max(sigmas2[p], f"sigmas2[{p}]", d)
         mu1, mu2 = mus1[p], mus2[p]
-        e = max(scale_exponent(mu1, mu2), scale_exponent(s1, s2, power=2), key=abs)
+        e = max(scale_exponent(mu1, mu2), scale_exponent(np.array([max1, max2]), power=2), key=abs)
         if e:  # each pair at its own power-of-two scale, as in frechet_distance
             mu1, mu2, s1, s2 = np.ldexp(mu1, -e), np.ldexp(mu2, -e), np.ldexp(s1, -2 * e), np.ldexp(s2, -2 * e)
         exps[p] = e

@@ -292,3 +292,131 @@ def test_distance_beyond_float64_is_a_clear_error():
     big = 2.0 ** 1000
     with pytest.raises(ValueError, match="beyond float64"):
         frechet_distance(mu1 * big, s1, mu2 * (-big), s2)
+
+
+# ------------------------------------------------- pivoted factor: the trailing residual check
+
+
+def _hidden_indefinite(kind: str, d: int = 60, rank: int = 30, size: float = 1e-3, seed: int = 0) -> np.ndarray:
+    """A PSD rank-`rank` matrix with an indefinite part that pivoted Cholesky does not pivot on.
+
+    "offdiag": a zero-diagonal block [[0, B], [B^T, 0]] among the null directions (its
+    diagonal is 0, so dpstrf stops before it; only its off-diagonal entries show it);
+    "schur": a coupling C to the range with a zero diagonal block, whose Schur complement
+    -C^T A^-1 C is negative definite. Rows and columns are shuffled.
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rank, rank))
+    s = np.zeros((d, d))
+    s[:rank, :rank] = a @ a.T + rank * np.eye(rank)
+    scale = np.abs(s).max()
+    if kind == "offdiag":
+        half = (d - rank) // 2
+        b = size * scale * rng.standard_normal((half, half))
+        s[rank:rank + half, rank + half:rank + 2 * half] = b
+        s[rank + half:rank + 2 * half, rank:rank + half] = b.T
+    else:
+        c = size * scale * rng.standard_normal((rank, d - rank))
+        s[:rank, rank:] = c
+        s[rank:, :rank] = c.T
+    p = rng.permutation(d)
+    return s[np.ix_(p, p)]
+
+
+@pytest.mark.parametrize("kind", ["offdiag", "schur"])
+def test_indefinite_part_beyond_the_pivots_is_refused(kind):
+    s = _hidden_indefinite(kind)
+    assert np.linalg.eigvalsh(s)[0] < -1e-6 * np.abs(np.linalg.eigvalsh(s)).max()  # clearly indefinite
+    d = s.shape[0]
+    with pytest.raises(ValueError, match="sigma1 is not positive semi-definite"):
+        frechet_distance(np.zeros(d), s, np.zeros(d), np.eye(d))
+    with pytest.raises(ValueError, match="sigma2 is not positive semi-definite"):
+        frechet_distance(np.zeros(d), np.eye(d), np.zeros(d), s, method="svd")
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("kind", ["offdiag", "schur", "noise"])
+def test_pivoted_factor_is_accepted_only_with_a_small_full_residual(kind, seed):
+    """The factor route checks only the trailing block of S - F F^T; whatever it accepts must
+    have the whole residual (computed here in full) within its limit, for sizes of the
+    indefinite part from rounding level to clearly indefinite."""
+    from umsynth.frechet import _EPS, _pivoted_factor
+
+    for size in (1e-15, 1e-12, 1e-9, 1e-6, 1e-3):
+        if kind == "noise":  # PSD rank 30 plus symmetric noise everywhere
+            rng = np.random.default_rng(seed)
+            a = rng.standard_normal((60, 30))
+            s = a @ a.T
+            e = rng.standard_normal(s.shape) * size * np.abs(s).max()
+            s = s + (e + e.T)
+        else:
+            s = _hidden_indefinite(kind, size=size, seed=seed)
+        d = s.shape[0]
+        diag_max = float(np.max(np.diag(s)))
+        f = _pivoted_factor(s, diag_max)
+        if f is None:
+            continue
+        limit = 2 * d * _EPS * diag_max + 4 * f.shape[1] * _EPS * diag_max
+        assert np.abs(s - f @ f.T).max() <= 1.01 * limit, (kind, seed, size)
+    # and the clearly indefinite ones are refused
+    if kind != "noise":
+        s = _hidden_indefinite(kind, size=1e-3, seed=seed)
+        assert _pivoted_factor(s, float(np.max(np.diag(s)))) is None
+
+
+def test_check_cov_symmetrises_exactly():
+    from umsynth.covariance import check_cov, check_cov_max
+
+    rng = np.random.default_rng(8)
+    for d in (1, 5, 16, 37, 100):  # multiples of the tile size and not
+        a = rng.standard_normal((d, d))
+        s = a @ a.T
+        s[np.triu_indices(d, 1)] *= 1 + 1e-12  # asymmetric within the tolerance
+        got, top = check_cov_max(s, "s", d)
+        assert np.array_equal(got, (s + s.T) / 2) and np.array_equal(got, got.T)
+        assert top == np.abs(got).max()
+        for layout in (np.asfortranarray(s), np.kron(s, np.ones((2, 2)))[::2, ::2]):  # any strides
+            assert np.array_equal(check_cov(layout, "s", d), got)
+    huge = np.array([[1.7e308, 1.6e308], [1.6e308, 1.75e308]])  # S + S^T would overflow
+    assert np.array_equal(check_cov(huge, "s", 2), huge)
+    with pytest.raises(ValueError, match="sigma contains Inf"):
+        check_cov(np.array([[1.0, np.inf], [np.inf, 1.0]]), "sigma", 2)
+    with pytest.raises(ValueError, match="sigma contains Inf"):  # S + S^T has NaN there
+        check_cov(np.array([[1.0, np.inf], [-np.inf, 1.0]]), "sigma", 2)
+    with pytest.raises(ValueError, match="sigma contains NaN"):
+        check_cov(np.array([[1.0, 0.0], [0.0, np.nan]]), "sigma", 2)
+    with pytest.raises(ValueError, match=r"not symmetric: max \|S - S\^T\| = 2 .* max \|S\| = 1"):
+        check_cov(np.array([[0.0, 1.0], [-1.0, 0.0]]), "sigma", 2)  # (S + S^T) / 2 = 0
+
+
+def test_product_route_fallback_sees_the_covariance_intact(monkeypatch, moments, relu_features):
+    """The product route overwrites its copy of sigma2 and restores it when it hands over to
+    the factor route: for a near-identical pair (estimate too large) and an indefinite
+    sigma2, the factor route must see sigma2 itself."""
+    import umsynth.frechet as fr
+
+    d = 48
+    mu1, s1 = moments(relu_features(400, d, seed=3))
+    rng = np.random.default_rng(5)
+    v = rng.standard_normal(d)
+    s2 = s1 + 1e-10 * np.trace(s1) / d * np.outer(v, v)  # FD ~ 1e-10 of the traces
+    given = s2.copy()
+    factored = []
+    real = fr._cov_factor
+
+    def spy(s, name, try_cholesky=True):
+        factored.append(name)
+        return real(s, name, try_cholesky)
+
+    monkeypatch.setattr(fr, "_cov_factor", spy)
+    got = frechet_distance(mu1, s1, mu1, s2)
+    assert factored == ["sigma1", "sigma2"]  # the product route handed over
+    monkeypatch.undo()
+    assert np.array_equal(s2, given)
+    want = frechet_distance(mu1, s1, mu1, s2, method="svd")
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-13 * np.trace(s1))
+    # an indefinite sigma2 is named with its own smallest eigenvalue, not that of L^T S2 L
+    bad = s1 - 0.5 * np.trace(s1) / d * np.eye(d)
+    lam = np.linalg.eigvalsh(bad)[0]
+    with pytest.raises(ValueError, match=f"sigma2 is not positive semi-definite: its smallest eigenvalue {lam:.3g} "):
+        frechet_distance(mu1, s1, mu1, bad)
