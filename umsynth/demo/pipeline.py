@@ -461,6 +461,8 @@ def _stage_mmfid(cfg: DemoConfig, out: Path, seed: int, data: dict, progress: bo
 
 
 def _segmenter(cfg: DemoConfig) -> SegmenterConfig:
+    """Every utility arm's segmenter: width 8 and the default loss (class-weighted
+    cross-entropy + soft Dice, :class:`SegmenterConfig`), on the demo's step and batch budget."""
     return SegmenterConfig(steps=cfg.utility_steps, batch_size=cfg.utility_batch, seed=cfg.seed, width=8)
 
 
@@ -645,7 +647,9 @@ def run_demo(out_dir: str | os.PathLike, cfg: DemoConfig | None = None, progress
                        "training_seeds": cfg.training_seeds(), "segmenter_seeds": cfg.segmenter_seeds,
                        "scales": list(cfg.mm_scales()),
                        "utility": {"steps": cfg.utility_steps, "batch_size": cfg.utility_batch,
-                                   "synthetic_per_batch": cfg.utility_batch // 2}},
+                                   "synthetic_per_batch": cfg.utility_batch // 2,
+                                   **{k: v for k, v in dataclasses.asdict(_segmenter(cfg)).items()
+                                      if k in ("width", "depth", "lr", "class_weights")}}},
             "training": {name: training[first][name] for name in MODELS} | (
                 {"per_seed": {str(s): training[s] for s in training}} if cfg.seeds > 1 else {}),
             "synthesis": {str(s): v for s, v in synthesis.items()},
