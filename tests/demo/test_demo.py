@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from umsynth.cli import main  # noqa: E402
 from umsynth.demo import DemoConfig  # noqa: E402
 from umsynth.demo.report import referenced_files  # noqa: E402
-from umsynth.demo.utility import dice_per_class  # noqa: E402
+from umsynth.demo.utility import CLASS_WEIGHTS, dice_per_class  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,10 @@ def test_metrics_json_carries_the_design(demo_dir):
         assert v["verdict"] in ("supported", "not supported", "inconclusive at this budget")
         lo, hi = v["interval"]
         assert lo <= v["difference"] <= hi
+    # every utility arm trains one recipe, recorded with the design
+    u = m["design"]["utility"]
+    assert u["class_weights"] == list(CLASS_WEIGHTS) and u["width"] == 8
+    assert u["synthetic_per_batch"] == m["config"]["utility_batch"] // 2
     for arm in ("real_only", "real+real", "real+degraded", "real+v2um2i", "real+v2m2i"):
         a = m["utility"]["arms"][arm]
         assert np.array(a["per_image"], dtype=float).shape == (3, 6, 3)  # seeds x test images x classes
@@ -166,6 +170,11 @@ def test_demo_and_segmenter_configs_check_their_fields():
         SegmenterConfig(width=6)
     with pytest.raises(ValueError, match="lr must be > 0"):
         SegmenterConfig(lr=0.0)
+    with pytest.raises(ValueError, match="class_weights must be 3 finite values > 0"):
+        SegmenterConfig(class_weights=(1.0, 2.0))
+    with pytest.raises(ValueError, match="class_weights must be 3 finite values > 0"):
+        SegmenterConfig(class_weights=(1.0, 0.0, 2.0))
+    assert SegmenterConfig(class_weights=[1, 2, 3]).class_weights == (1.0, 2.0, 3.0)
 
 
 def test_perfect_generators_make_no_claim_significant(demo_dir):

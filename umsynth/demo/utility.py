@@ -20,6 +20,10 @@ __all__ = ["SegmenterConfig", "Segmenter", "dice_per_class", "dice_per_image", "
            "utility_experiment", "bootstrap_mean", "paired_bootstrap", "label_fidelity", "foreground_table"]
 
 
+#: cross-entropy weights of background/body, lung and lesion (see :class:`SegmenterConfig`)
+CLASS_WEIGHTS = (1.0, 3.0, 30.0)
+
+
 @dataclass
 class SegmenterConfig:
     """A small U-Net and its training budget.
@@ -39,6 +43,11 @@ class SegmenterConfig:
         Output classes (0 background, 1 lung, 2 lesion).
     seed : int
         Seeds the initial weights and the batch order, so arms differ only in data.
+    class_weights : tuple of float or None
+        Cross-entropy weight of each class (None: all 1). The default up-weights the rare
+        classes of the phantom montages (lung ~10 %, lesion ~0.5 % of pixels): with plain
+        cross-entropy a width-8 U-Net sat on the "all background" plateau for its whole
+        120-step budget in 2 of 3 seeds and never predicted a lesion (results-utility19.md).
 
     Raises
     ------
@@ -53,6 +62,7 @@ class SegmenterConfig:
     lr: float = 5e-3
     n_classes: int = 3
     seed: int = 0
+    class_weights: tuple | None = CLASS_WEIGHTS
 
     def __post_init__(self) -> None:
         for name in ("depth", "steps", "batch_size"):
@@ -64,6 +74,12 @@ class SegmenterConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
+        if self.class_weights is not None:
+            w = tuple(float(v) for v in self.class_weights)
+            if len(w) != self.n_classes or not all(np.isfinite(v) and v > 0 for v in w):
+                raise ValueError(f"class_weights must be {self.n_classes} finite values > 0 (one per class), "
+                                 f"got {self.class_weights}")
+            self.class_weights = w
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -132,7 +148,9 @@ def train_segmenter(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig
                     extra: tuple[np.ndarray, np.ndarray] | None = None) -> Segmenter:
     """Train a :class:`Segmenter` on uint8 images (N,H,W) and class maps (N,H,W).
 
-    Loss: cross-entropy on logits plus soft Dice over the classes, with random flips.
+    Loss: class-weighted cross-entropy (``cfg.class_weights``, so the rare lung and lesion
+    classes are not drowned by the background) plus the per-image soft Dice of
+    :func:`umsynth.models.segmentation_loss` over the classes, with random left-right flips.
     With ``extra`` (images, labels), every batch is half from ``images`` and half from
     ``extra`` (the first half rounded up); the batch size stays ``cfg.batch_size``.
     """
@@ -145,6 +163,7 @@ def train_segmenter(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig
     torch.manual_seed(cfg.seed)
     net = Segmenter(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    weight = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, device=device)
     sources = [_to_batch(images, labels)] + ([_to_batch(*extra)] if extra is not None else [])
     counts = [cfg.batch_size] if extra is None else [cfg.batch_size - cfg.batch_size // 2, cfg.batch_size // 2]
     bar = progress_bar(range(cfg.steps), desc=desc, disable=not progress, leave=False)
@@ -159,7 +178,8 @@ def train_segmenter(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig
         if torch.rand((), generator=gen) < 0.5:
             x, y = x.flip(-1), y.flip(-1)
         x, y = x.to(device), y.to(device)
-        loss = segmentation_loss(net(x), y).mean()
+        logits = net(x)
+        loss = F.cross_entropy(logits, y, weight=weight) + segmentation_loss(logits, y, ce=False).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
