@@ -135,6 +135,8 @@ def _sqrt_sum(lam: np.ndarray) -> tuple[float, float]:
     lam = np.clip(lam, 0.0, None)
     total = float(np.sqrt(lam).sum())
     delta = _EPS * float(lam[-1]) if lam.size else 0.0
+    if delta == 0.0:  # every eigenvalue 0: the product is exactly 0 (e.g. one image repeated)
+        return total, 0.0
     lost = lam < delta
     first = delta / (2.0 * np.sqrt(lam[~lost]))
     return total, float(np.count_nonzero(lost)) * np.sqrt(delta) + float(np.sqrt(first @ first))

@@ -202,3 +202,18 @@ def test_perfect_generators_make_no_claim_significant(demo_dir):
     # "real" control image for image, so they score what it scores
     for model in ("v2um2i", "v2m2i"):
         assert mm["sets"][model]["mm_fid"] == pytest.approx(mm["sets"]["real"]["mm_fid"], rel=1e-9)
+
+
+def test_warnings_count_collapsed_segmenters_per_run():
+    """A segmenter that collapsed to one class in one seed hides in the union over seeds: the
+    warning counts runs."""
+    from umsynth.demo.pipeline import _warnings
+
+    iv = {"difference": 0.1, "interval": (0.05, 0.15)}
+    arms = {"real_only": {"predicted_classes": [0, 1, 2], "predicted_classes_per_seed": [[0], [0, 1, 2], [0, 1]]},
+            "real+v2um2i": {"predicted_classes": [0, 1, 2], "predicted_classes_per_seed": [[0, 1, 2]] * 3},
+            "real+v2m2i": {"predicted_classes": [0, 1, 2], "predicted_classes_per_seed": [[0, 1, 2]] * 3}}
+    w = _warnings({}, arms, {"utility": iv}, quick=False)
+    assert w["utility.real_only"] == ["one-class segmenter in 1 of 3 segmenter runs (one class everywhere)",
+                                      "no lesion predicted in 2 of 3 segmenter runs"]
+    assert "utility.real+v2um2i" not in w and "verdict.utility" not in w

@@ -420,3 +420,17 @@ def test_product_route_fallback_sees_the_covariance_intact(monkeypatch, moments,
     lam = np.linalg.eigvalsh(bad)[0]
     with pytest.raises(ValueError, match=f"sigma2 is not positive semi-definite: its smallest eigenvalue {lam:.3g} "):
         frechet_distance(mu1, s1, mu1, bad)
+
+
+def test_a_set_of_one_repeated_image_gives_the_closed_form_without_warnings():
+    """cov(x2) = 0 (one image repeated, as a bootstrap draw can make): FD = |mu1 - mu2|^2 + tr cov(x1)."""
+    rng = np.random.default_rng(4)
+    x1 = rng.standard_normal((10, 32))
+    x2 = np.repeat(rng.standard_normal((1, 32)), 6, axis=0)
+    want = float(((x1.mean(0) - x2[0]) ** 2).sum() + np.trace(np.cov(x1, rowvar=False)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = frechet_distance_features(x1, x2)
+        both = frechet_distance_features(x2, x2 + 1.0)
+    assert got == pytest.approx(want, rel=1e-12)
+    assert both == pytest.approx(32.0, rel=1e-12)  # two point masses 1 apart in each of 32 dims

@@ -571,7 +571,8 @@ def _merge_arms(per_seed: list[dict]) -> dict:
     dice = np.nanmean([[np.nan if v is None else v for v in p["dice"]] for p in per_seed], axis=0)
     return {**first, **_summary(per, per.shape[-1]), "dice": dice.tolist(),
             "per_image": [[[None if not np.isfinite(x) else float(x) for x in r] for r in s] for s in per],
-            "predicted_classes": sorted(set().union(*(p["predicted_classes"] for p in per_seed)))}
+            "predicted_classes": sorted(set().union(*(p["predicted_classes"] for p in per_seed))),
+            "predicted_classes_per_seed": [c for p in per_seed for c in p.get("predicted_classes_per_seed", [])]}
 
 
 def _warnings(mm: dict, utility: dict, verdict: dict, quick: bool) -> dict:
@@ -590,10 +591,16 @@ def _warnings(mm: dict, utility: dict, verdict: dict, quick: bool) -> dict:
             "sensitivity check failed: MM-FID does not find the degraded control significantly worse than the real "
             "images at this size, so an inconclusive fidelity verdict says little about the models")
     for arm, v in utility.items():
-        if len(v.get("predicted_classes", [])) <= 1:
-            w[f"utility.{arm}"] = [f"one-class segmenter: predicts only class {v['predicted_classes']}"]
-        elif 2 not in v.get("predicted_classes", []):
-            w[f"utility.{arm}"] = ["never predicts a lesion"]
+        # per segmenter: a seed that collapsed to one class hides in the union over seeds
+        seeds = v.get("predicted_classes_per_seed") or [v.get("predicted_classes", [])]
+        one = sum(len(c) <= 1 for c in seeds)
+        no_lesion = sum(2 not in c for c in seeds)
+        if one:
+            w.setdefault(f"utility.{arm}", []).append(
+                f"one-class segmenter in {one} of {len(seeds)} segmenter runs (one class everywhere)")
+        if no_lesion > one:
+            w.setdefault(f"utility.{arm}", []).append(
+                f"no lesion predicted in {no_lesion} of {len(seeds)} segmenter runs")
     one_class = [a for a in (f"real+{n}" for n in MODELS) if len(utility[a].get("predicted_classes", [])) <= 1]
     if one_class:
         w["verdict.utility"] = [f"one-class segmenter in {', '.join(one_class)}: the Dice difference means nothing"]

@@ -287,7 +287,8 @@ def utility_experiment(real_images: np.ndarray, real_labels: np.ndarray,
         (per class, pooled over seeds and images), ``per_class`` and ``mean_foreground``
         (mean with a bootstrap interval over test images and seeds), ``per_image``
         (seeds x images x classes, NaN as None), ``predicted_classes`` (classes any seed
-        predicted anywhere on the test set: a one-class segmenter shows here), ``n_train``.
+        predicted anywhere on the test set), ``predicted_classes_per_seed`` (the same for
+        each seed: a one-class segmenter shows here), ``n_train``.
     """
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
@@ -295,13 +296,14 @@ def utility_experiment(real_images: np.ndarray, real_labels: np.ndarray,
     arms.update({f"real+{name}": pair for name, pair in synthetic.items()})
     result = {}
     for arm, extra in arms.items():
-        per, pooled, seen = [], np.zeros((cfg.n_classes, 3)), set()
+        per, pooled, seen, by_seed = [], np.zeros((cfg.n_classes, 3)), set(), []
         for k in range(seeds):
             c = SegmenterConfig(**{**cfg.__dict__, "seed": cfg.seed + k})
             net = train_segmenter(real_images, real_labels, c, device=device, progress=progress,
                                   desc=f"utility {arm} seed {k}", extra=extra)
             pred = predict(net, test_images, device)
-            seen.update(int(v) for v in np.unique(pred))
+            by_seed.append(sorted(int(v) for v in np.unique(pred)))
+            seen.update(by_seed[-1])
             per.append(dice_per_image(pred, test_labels, cfg.n_classes))
             for cl in range(cfg.n_classes):
                 p, t = pred == cl, test_labels == cl
@@ -312,7 +314,7 @@ def utility_experiment(real_images: np.ndarray, real_labels: np.ndarray,
         result[arm] = {"dice": [None if not np.isfinite(v) else float(v) for v in dice],
                        **_summary(per, cfg.n_classes),
                        "per_image": [[[None if not np.isfinite(x) else float(x) for x in row] for row in s] for s in per],
-                       "predicted_classes": sorted(seen),
+                       "predicted_classes": sorted(seen), "predicted_classes_per_seed": by_seed,
                        "n_train": int(len(real_images) + (0 if extra is None else len(extra[0])))}
     return result
 
