@@ -70,7 +70,7 @@ Uncertainty comes from the images, never from the cells: the interval of MM-FID 
 MM-STD, KID) is a percentile bootstrap over real and synthetic images (over source cases
 when the images record them), the same draw in every cell; the difference of two sets
 has a bootstrap interval and a permutation p-value (images of the two sets exchanged;
-paired sets: swapped case by case). The Wilcoxon signed-rank test over the K x S cells
+paired sets: swapped case by case), both with the real images held fixed. The Wilcoxon signed-rank test over the K x S cells
 is the paper's procedure, reported for comparison only: the cells are the same two
 image sets seen through correlated networks and scales, not independent replicates, so
 its p-value overstates the evidence.
