@@ -80,12 +80,14 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(state: dict, path: str | os.PathLike, *copies: str | os.PathLike) -> Path:
     """Write ``state`` atomically (temp file in the same folder, then ``os.replace``).
 
-    ``copies``: further files that receive the same bytes (serialized once).
+    ``copies``: further files that receive the same bytes (serialized once). They are
+    written before ``path``: a run resumes from ``path`` (``last.pt``), so a crash between
+    the writes repeats the step and writes a missing copy again, never leaves it out.
     """
     buf = io.BytesIO()
     torch.save(state, buf)
     data = buf.getvalue()
-    for target in (path, *copies):
+    for target in (*copies, path):
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, data)
     return Path(path)

@@ -404,11 +404,20 @@ class _Run:
         if self.ema is not None:
             self.ema.load_state_dict(st["ema"])
         self.epoch, self.step_in_epoch, self.step = int(st["epoch"]), int(st["step_in_epoch"]), int(st["step"])
+        if self.step_in_epoch >= self.steps_per_epoch:  # written by an older umsynth: not yet rolled over
+            self.step_in_epoch -= 1
+            self._next_position()
         self.lab.load(st["streams"]["labelled"])
         if self.unl is not None and st["streams"]["unlabelled"]:
             self.unl.load(st["streams"]["unlabelled"])
         self.history = list(st["history"])
         set_rng_state(st["rng"])
+
+    def _next_position(self) -> None:
+        """Count one more step of the epoch; the step that ends it moves on to the next epoch."""
+        self.step_in_epoch += 1
+        if self.step_in_epoch >= self.steps_per_epoch:
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
 
     def init_from(self, st: dict) -> None:
         """Fine-tuning: the networks' weights from ``st``; optimisers, counters and data order start anew."""
@@ -596,40 +605,38 @@ class _Run:
         bar = progress(total=total, initial=min(self.step, total), desc="train", unit="it",
                        disable=not self.progress)
         t0, start_step = time.perf_counter(), self.step
-        done = False
-        while self.epoch < self.epochs and not done:
-            lr = pix2pixhd_lr(self.epoch, o.lr, o.niter, o.niter_decay)
-            for opt in (self.opt_G, self.opt_D):
-                for group in (opt.param_groups if opt is not None else ()):
-                    group["lr"] = lr
-            semi = self.unl is not None and self.epoch >= t.unlabelled_start_epoch
-            if semi and self.step_in_epoch == 0 and (
-                    self.snapshot is None or (self.epoch - t.unlabelled_start_epoch) % t.pseudo_refresh_epochs == 0):
-                self._refresh_snapshot()
-            while self.step_in_epoch < self.steps_per_epoch:
-                if self.step >= total:
-                    done = True
-                    break
-                losses = self._phase(self.lab.next(), labelled=True)
-                if semi:
-                    losses.update(self._phase(self.unl.next(), labelled=False))
-                if self.ema is not None:  # once per iteration, after both phases
-                    self._update_ema()
-                self.step += 1
-                self.step_in_epoch += 1
-                for k, v in losses.items():
-                    if not math.isfinite(v):
-                        raise FloatingPointError(f"loss {k} is {v} at step {self.step}; "
-                                                 "lower optim.lr or check the data")
-                self.history.append({"step": self.step, "epoch": self.epoch, "lr": lr, **losses})
-                bar.update(1)
-                self._log(losses, bar)
-                keep = self.cfg.checkpoint.keep_every
-                if (t.checkpoint_every and self.step % t.checkpoint_every == 0) or (keep and self.step % keep == 0):
-                    self.save()
-            else:
-                self.epoch += 1
-                self.step_in_epoch = 0
+        entered = None  # the epoch whose learning rate and snapshot are set up
+        # A position is always stored rolled over (the step that ends an epoch leaves epoch + 1,
+        # step_in_epoch 0), and nothing happens between the last step and the final save: a
+        # run resumed from any checkpoint, the last one included, ends with the same state.
+        while self.epoch < self.epochs and self.step < total:
+            if entered != self.epoch:
+                lr = pix2pixhd_lr(self.epoch, o.lr, o.niter, o.niter_decay)
+                for opt in (self.opt_G, self.opt_D):
+                    for group in (opt.param_groups if opt is not None else ()):
+                        group["lr"] = lr
+                semi = self.unl is not None and self.epoch >= t.unlabelled_start_epoch
+                if semi and self.step_in_epoch == 0 and (
+                        self.snapshot is None or (self.epoch - t.unlabelled_start_epoch) % t.pseudo_refresh_epochs == 0):
+                    self._refresh_snapshot()
+                entered = self.epoch
+            losses = self._phase(self.lab.next(), labelled=True)
+            if semi:
+                losses.update(self._phase(self.unl.next(), labelled=False))
+            if self.ema is not None:  # once per iteration, after both phases
+                self._update_ema()
+            self.step += 1
+            for k, v in losses.items():
+                if not math.isfinite(v):
+                    raise FloatingPointError(f"loss {k} is {v} at step {self.step}; "
+                                             "lower optim.lr or check the data")
+            self.history.append({"step": self.step, "epoch": self.epoch, "lr": lr, **losses})
+            self._next_position()
+            bar.update(1)
+            self._log(losses, bar)
+            keep = self.cfg.checkpoint.keep_every
+            if (t.checkpoint_every and self.step % t.checkpoint_every == 0) or (keep and self.step % keep == 0):
+                self.save()
         bar.close()
         elapsed = time.perf_counter() - t0
         path = self.save()
@@ -687,7 +694,11 @@ def train(config: Config, labelled: Dataset, unlabelled: Dataset | None = None,
         "auto": from last.pt when it exists and fits this run, else start anew (saying why).
         A checkpoint fits when its configuration digest (every field but
         :data:`~umsynth.train.config.RUN_CONTROL_FIELDS`) and training data digest equal this
-        run's; otherwise True or a path raise ValueError.
+        run's; otherwise True or a path raise ValueError. A run killed at any moment and
+        resumed (from last.pt) ends bit for bit as the uninterrupted run when both run on the
+        same device and build with the same ``torch.get_num_threads()``: CPU convolutions add
+        up in an order that depends on torch's thread count (the C++ kernels' threads,
+        ``UMSYNTH_NUM_THREADS``, do not change any value).
     progress : bool or None
         Show the progress bar (None: ``config.train.progress``).
     validation : Dataset, optional
